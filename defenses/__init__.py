@@ -1,0 +1,7 @@
+"""Training recipes and the one trainer loop. Imports the core and ``evaluations`` (one PGD)."""
+from .base import DEFENSES, AttackConfig, Recipe, TrainConfig, register_defense
+from . import standard  # noqa: F401  (registers natural, madry)
+from .presets import build_config
+from .trainer import train
+
+__all__ = ["DEFENSES", "AttackConfig", "Recipe", "TrainConfig", "register_defense", "build_config", "train"]

@@ -1,0 +1,63 @@
+"""Presets are data: ``defenses/presets/<defense>.toml`` with one table per dataset.
+
+Example (``madry.toml``)::
+
+    [mnist5k]
+    arch = "small_cnn"
+    epochs = 8
+    lr = 0.05
+    attack = { norm = "linf", eps = "0.3", steps = 10, step_size = "0.04" }
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from robustbench_lite.errors import BenchError
+from robustbench_lite.threat import parse_eps
+
+from .base import AttackConfig, TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+_FIELDS = set(TrainConfig.__dataclass_fields__) - {"defense", "dataset", "attack"}
+
+
+def preset_table(defense: str, preset: str) -> dict[str, Any]:
+    f = PRESETS_DIR / f"{defense}.toml"
+    if not f.is_file():
+        raise BenchError(f"defense {defense!r} has no presets file ({f.name}).")
+    tables = tomllib.loads(f.read_text())
+    if preset not in tables:
+        raise BenchError(f"defense {defense!r} has no preset {preset!r}; presets: {', '.join(tables)}.")
+    return dict(tables[preset])
+
+
+def build_config(defense: str, preset: str, overrides: dict[str, Any]) -> TrainConfig:
+    """Preset table ``[preset]`` of ``<defense>.toml`` + overrides (None values ignored)."""
+    table = preset_table(defense, preset)
+    dataset = table.pop("dataset", preset)
+    attack = dict(table.pop("attack", {}))
+    attack.update({k[len("attack_"):]: v for k, v in overrides.items() if k.startswith("attack_") and v is not None})
+    for k in ("eps", "step_size"):
+        if k in attack:
+            attack[k] = parse_eps(attack[k])
+    unknown = sorted(set(table) - _FIELDS)
+    if unknown:
+        raise BenchError(f"preset {defense}/{preset} has unknown key(s) {', '.join(unknown)}.")
+    table.update({k: v for k, v in overrides.items() if v is not None and not k.startswith("attack_")})
+    dataset = table.pop("dataset", dataset)
+    for k in ("milestones",):
+        if k in table:
+            table[k] = tuple(table[k])
+    if "lr_schedule" in table:
+        table["lr_schedule"] = tuple((int(e), float(v)) for e, v in table["lr_schedule"])
+    try:
+        return TrainConfig(defense=defense, dataset=dataset, attack=AttackConfig(**attack), **table)
+    except TypeError as e:
+        raise BenchError(f"bad preset {defense}/{preset}: {e}.") from None

@@ -1,0 +1,45 @@
+"""``natural`` (plain cross-entropy) and ``madry`` (PGD adversarial training, Madry et al. 2018)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from evaluations.pgd import pgd
+
+from .base import AttackConfig, Recipe, register_defense
+
+
+def attack_batch(model: nn.Module, x: Tensor, y: Tensor, attack: AttackConfig, generator: torch.Generator,
+                 loss: object = "ce") -> Tensor:
+    """The training attack through the shared PGD engine: model in eval mode during the attack
+    (restored after), every row takes every step, gradients w.r.t. the input only."""
+    was = model.training
+    model.eval()
+    try:
+        res = pgd(model, x, y, norm=attack.norm, eps=attack.eps, steps=attack.steps, step_size=attack.step_size,
+                  loss=loss, random_start=attack.random_start, early_stop=False, return_success=False,  # type: ignore[arg-type]
+                  generator=generator)
+    finally:
+        model.train(was)
+    return res.x_adv.detach()
+
+
+@register_defense("natural")
+class Natural(Recipe):
+    """Standard training: mean cross-entropy on clean inputs."""
+
+    def loss(self, model, x, y, generator):  # type: ignore[no-untyped-def]
+        logits = model(x)
+        return F.cross_entropy(logits, y), {"acc": float((logits.argmax(1) == y).float().mean())}
+
+
+@register_defense("madry")
+class Madry(Recipe):
+    """PGD adversarial training (Madry et al. 2018; MadryLab/cifar10_challenge): mean cross-entropy
+    on PGD examples only; uniform random start; attack settings from the preset."""
+
+    def loss(self, model, x, y, generator):  # type: ignore[no-untyped-def]
+        x_adv = attack_batch(model, x, y, self.attack, generator)
+        logits = model(x_adv)
+        return F.cross_entropy(logits, y), {"adv_acc": float((logits.argmax(1) == y).float().mean())}

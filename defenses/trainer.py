@@ -1,0 +1,177 @@
+"""The one trainer loop every recipe plugs into.
+
+Per epoch: shuffle with a seeded ``torch.Generator``, augment as the dataset says, call the
+recipe's ``train_step`` per batch, set the LR from the schedule, evaluate clean and PGD accuracy
+on a held-out slice, append a row to ``log.csv`` and write ``checkpoint.pt`` atomically with the
+optimizer and RNG states, so ``resume=True`` continues exactly where it stopped (the same final
+weights as an uninterrupted run on the CPU).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from robustbench_lite.checkpoint import make_checkpoint, read_checkpoint_dict, save_checkpoint
+from robustbench_lite.data import augment, class_balanced_indices, get_dataset
+from robustbench_lite.errors import BenchError
+from robustbench_lite.models import create_model
+from robustbench_lite.utils import atomic_write_text, frozen, make_generator, resolve_device
+
+from evaluations.attacks import predict
+from evaluations.pgd import pgd
+
+from .base import DEFENSES, Members, Optimizers, Recipe, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def heldout_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                    batch_size: int = 256) -> dict[str, float]:
+    """Clean and PGD accuracy (percent) on the held-out slice, at the training threat."""
+    a = cfg.attack
+    with frozen(model):
+        clean = predict(model, x, batch_size) == y
+        g = make_generator(cfg.seed + 10_000)
+        robust = []
+        for i in range(0, len(x), batch_size):
+            r = pgd(model, x[i:i + batch_size], y[i:i + batch_size], norm=a.norm, eps=a.eps, steps=cfg.eval_steps,
+                    step_size=2.5 * a.eps / cfg.eval_steps, generator=g)
+            robust.append(~r.success)  # type: ignore[operator]
+    return {"heldout_clean": 100 * clean.float().mean().item(), "heldout_pgd": 100 * torch.cat(robust).float().mean().item()}
+
+
+def _set_lr(recipe: Recipe, optimizers: Optimizers, epoch: int, base_lrs: dict[str, list[float]]) -> float:
+    lr = 0.0
+    for name, opt in optimizers.items():
+        for group, base in zip(opt.param_groups, base_lrs[name]):
+            group["lr"] = recipe.cfg.lr_at(epoch, base)
+        lr = opt.param_groups[0]["lr"]
+    return recipe.cfg.lr_at(epoch)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+          progress: bool = True, stop_after: int | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Train ``cfg.defense``; returns the checkpoint path (``out_dir/checkpoint.pt``).
+
+    ``stop_after`` ends the run after that many epochs of this call (used to test resume).
+    """
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    dev = resolve_device(device)
+    spec = get_dataset(cfg.dataset)
+    recipe = DEFENSES.get(cfg.defense)(cfg)
+    train_data = spec.load("train", cfg.data_dir)
+    test_data = spec.load("test", cfg.data_dir)
+    hx, hy = test_data.batch(class_balanced_indices(test_data.targets, cfg.eval_n))
+    hx, hy = hx.to(dev), hy.to(dev)
+
+    torch.manual_seed(cfg.seed)
+    members: Members = recipe.members(
+        lambda: create_model(cfg.arch, num_classes=spec.num_classes, in_channels=spec.input_shape[0], **cfg.arch_kwargs))
+    for m in members.values():
+        m.to(dev)
+    optimizers = recipe.optimizers(members)
+    base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in optimizers.items()}
+    gen = make_generator(cfg.seed)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if resume and ckpt_path.exists():
+        start, history = _restore(ckpt_path, cfg, members, optimizers, gen)
+        logger.info("resuming %s from epoch %d", ckpt_path, start)
+    elif resume:
+        logger.info("--resume: no checkpoint at %s yet, starting fresh", ckpt_path)
+    elif ckpt_path.exists():
+        raise BenchError(f"{ckpt_path} already exists; pass --resume to continue it or choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+
+    n = len(train_data)
+    done_now = 0
+    for epoch in range(start, cfg.epochs):
+        if stop_after is not None and done_now >= stop_after:
+            break
+        lr = _set_lr(recipe, optimizers, epoch, base_lrs)
+        recipe.set_epoch(epoch)
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        sums: dict[str, float] = {}
+        count = 0
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"{cfg.defense} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not progress, unit="batch")
+        for i in bar:
+            x, y = train_data.batch(perm[i:i + cfg.batch_size])
+            x = augment(x, spec.augmentation, gen).to(dev)
+            y = y.to(dev)
+            logs = recipe.train_step(members, optimizers, x, y, gen)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v * len(y)
+            count += len(y)
+            bar.set_postfix(loss=f"{logs.get('loss', 0.0):.3f}")
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(count, 1) for k, v in sums.items()}}
+        row.update(heldout_metrics(members[recipe.eval_member], hx, hy, cfg))
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        history.append(row)
+        logger.info("%s epoch %d/%d: %s", cfg.defense, epoch + 1, cfg.epochs,
+                    ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        _save(ckpt_path, cfg, recipe, members, optimizers, gen, history, epoch + 1, spec)
+        _write_log(out / "log.csv", history)
+        done_now += 1
+        if on_epoch:
+            on_epoch(row)
+    return ckpt_path
+
+
+def _save(path: Path, cfg: TrainConfig, recipe: Recipe, members: Members, optimizers: Optimizers,
+          gen: torch.Generator, history: list[dict[str, Any]], epoch: int, spec: Any) -> None:
+    train_state = {
+        "epoch": epoch,
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "config": cfg.to_dict(),
+    }
+    ckpt = make_checkpoint(
+        arch=cfg.arch, arch_kwargs=cfg.arch_kwargs, dataset=cfg.dataset, num_classes=spec.num_classes,
+        input_shape=spec.input_shape, threat=cfg.attack.threat, defense=cfg.defense,
+        defense_config={**cfg.to_dict(), **{"options": recipe.opts}}, history=history, members=members,
+        default_member=recipe.eval_member, train_state=train_state)
+    save_checkpoint(path, ckpt)
+
+
+def _restore(path: Path, cfg: TrainConfig, members: Members, optimizers: Optimizers,
+             gen: torch.Generator) -> tuple[int, list[dict[str, Any]]]:
+    ckpt = read_checkpoint_dict(path)
+    state = ckpt.get("train_state")
+    if state is None:
+        raise BenchError(f"{path} holds no training state to resume from.")
+    if ckpt.get("defense") != cfg.defense or ckpt.get("arch") != cfg.arch:
+        raise BenchError(f"{path} was trained with {ckpt.get('defense')}/{ckpt.get('arch')}, not {cfg.defense}/{cfg.arch}.")
+    for k, m in members.items():
+        m.load_state_dict(ckpt["members"][k])
+    for k, o in optimizers.items():
+        o.load_state_dict(state["optimizers"][k])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if torch.cuda.is_available() and state.get("cuda_rng"):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["epoch"]), list(ckpt.get("history", []))
+
+
+def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    cols: list[str] = []
+    for row in history:
+        cols += [k for k in row if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow(row)
+    atomic_write_text(path, buf.getvalue())

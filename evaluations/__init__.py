@@ -1,0 +1,1 @@
+"""Attacks, suites, the runner, metrics and sanity checks. Imports only the core."""

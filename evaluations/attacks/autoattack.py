@@ -1,0 +1,56 @@
+"""AutoAttack (Croce & Hein 2020) through pyautoattack, the reference implementation."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .base import Attack, AttackOutput, predict, register_attack
+
+logger = logging.getLogger(__name__)
+_AA_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
+
+
+def _seed_of(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item())
+
+
+@register_attack("autoattack")
+@dataclass(frozen=True, kw_only=True)
+class AutoAttackStandard(Attack):
+    """AutoAttack, ``version="standard"`` by default: APGD-CE, APGD-T, FAB-T, Square, each run only
+    on points still robust (pyautoattack's own cascade). ``attacks`` with ``version="custom"`` picks
+    a subset. The seed comes from the runner's generator, so runs are reproducible."""
+
+    version: str = "standard"
+    attacks: tuple[str, ...] | None = None
+    batch_size: int = 500
+    batches_itself = True
+
+    def make(self, model: nn.Module, eps: float, seed: int, device: torch.device):  # type: ignore[no-untyped-def]
+        from pyautoattack import AutoAttack
+
+        kw = {"attacks": list(self.attacks)} if self.attacks else {}
+        return AutoAttack(model, norm=_AA_NORM[self.norm], eps=eps, version=self.version, seed=seed, device=device, **kw)
+
+    def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
+            generator: torch.Generator) -> AttackOutput:
+        assert eps is not None
+        aa = self.make(model, eps, _seed_of(generator), x.device)
+        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
+        x_adv = x_adv.to(x.device)
+        return AttackOutput(x_adv, predict(model, x_adv) != y)
+
+
+@register_attack("square")
+@dataclass(frozen=True, kw_only=True)
+class Square(AutoAttackStandard):
+    """Square Attack alone (Andriushchenko et al. 2020), the query-based black-box attack, as
+    configured in standard AutoAttack (5000 queries, p_init 0.8), through pyautoattack."""
+
+    version: str = "custom"
+    attacks: tuple[str, ...] | None = ("square",)
+    white_box = False
+    norms_supported = ("linf", "l2")

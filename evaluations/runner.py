@@ -1,0 +1,268 @@
+"""The suite runner: per-example ground truth on disk, worst case per example, resumable.
+
+For every (attack, eps) the runner keeps a per-example boolean ``robust`` and writes it, with its
+timing and pass counts, atomically to ``<out>/parts/`` the moment it finishes; ``resume=True``
+re-reads finished parts (same suite hash, seed and examples) and skips them, so an interrupted
+run ends with the same numbers as an uninterrupted one.
+
+Worst case: at each threat (norm, eps) a point is robust only if it is clean-correct and no attack
+broke it at that eps or any smaller eps of the same norm (a perturbation inside a smaller ball is
+inside every larger one). With ``cascade`` (AutoAttack's rule) an attack runs only on points still
+robust at its threat; otherwise on every clean-correct point, so its own accuracy is exact. In a
+sweep, points an attack broke at a smaller eps are not attacked again at the larger one.
+An attack's ``accuracy`` counts points it was not run on (already broken by another attack, in
+cascade mode) as robust to it; ``worst_case`` is the suite's accuracy at that threat so far.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_lite.errors import BenchError
+from robustbench_lite.threat import ThreatModel
+from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator
+
+from .attacks import Attack, predict
+from .suite import AttackSpec, Suite
+
+logger = logging.getLogger(__name__)
+
+
+class CountingModel(nn.Module):
+    """Counts example-rows through forward and backward passes (the attack cost measure)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forwards = 0
+        self.backwards = 0
+
+    def _count_backward(self, n: int) -> Callable[[Tensor], None]:
+        def hook(_grad: Tensor) -> None:
+            self.backwards += n
+
+        return hook
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        self.forwards += x.shape[0]
+        if out.requires_grad:
+            out.register_hook(self._count_backward(x.shape[0]))
+        return out
+
+
+@dataclass
+class Part:
+    """One finished (attack, eps): per-example results over the evaluated examples."""
+
+    key: str
+    attack: str
+    label: str
+    norm: str
+    eps: float
+    robust: list[bool]            # clean-correct and not broken by this attack
+    attacked: list[bool]          # the attack was run on this point
+    norms: list[float] | None     # minimum-norm attacks: smallest adversarial norm (inf: none found)
+    seconds: float
+    forwards: int
+    backwards: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if self.norms is not None:
+            d["norms"] = [None if v == float("inf") else v for v in self.norms]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Part":
+        if d.get("norms") is not None:
+            d = {**d, "norms": [float("inf") if v is None else v for v in d["norms"]]}
+        return cls(**d)
+
+
+def task_key(label: str, norm: str, eps: float) -> str:
+    return f"{label}@{norm}:{eps:.6g}"
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
+
+
+@dataclass
+class RunContext:
+    suite: Suite
+    threat: ThreatModel
+    seed: int
+    batch_size: int
+    out_dir: Path
+    fingerprint: dict[str, Any]  # what must match for a part to be reused on resume
+    resume: bool = False
+    cascade: bool | None = None
+    standard_eps: dict[str, float] = field(default_factory=dict)  # dataset's radius per norm
+
+
+def _eps_list(spec: AttackSpec, ctx: RunContext) -> tuple[str, tuple[float, ...]]:
+    norm = spec.norm or ctx.threat.norm
+    if spec.eps is not None:
+        return norm, spec.eps
+    if norm == ctx.threat.norm:
+        return norm, (ctx.threat.eps,)
+    if norm in ctx.standard_eps:
+        return norm, (ctx.standard_eps[norm],)
+    raise BenchError(f"attack {spec.label!r} uses norm {norm} but gives no eps and the dataset has no standard {norm} radius.")
+
+
+def run_tasks(model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> tuple[list[bool], list[Part]]:
+    """Clean accuracy plus every (attack, eps) of the suite; returns (clean_correct, parts)."""
+    parts_dir = ctx.out_dir / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    n = len(x)
+    counted = CountingModel(model)
+    cascade = ctx.suite.cascade if ctx.cascade is None else ctx.cascade
+    with frozen(counted):
+        clean_path = parts_dir / "000_clean.json"
+        clean = _reuse(clean_path, ctx)
+        if clean is None:
+            t0 = time.perf_counter()
+            correct = predict(counted, x, ctx.batch_size) == y
+            clean = Part("clean", "clean", "clean", ctx.threat.norm, 0.0, correct.tolist(), [True] * n, None,
+                         time.perf_counter() - t0, counted.forwards, 0)
+            _write(clean_path, clean, ctx)
+        clean_correct = torch.tensor(clean.robust, dtype=torch.bool, device=x.device)
+        # broken[norm] -> list of (eps, mask) of points broken at that eps by any attack
+        broken: dict[str, list[tuple[float, Tensor]]] = {}
+        parts: list[Part] = []
+        for i, spec in enumerate(ctx.suite.attacks):
+            norm, eps_list = _eps_list(spec, ctx)
+            attack = spec.attack if spec.attack.norm == norm else dataclasses.replace(spec.attack, norm=norm)
+            new_parts = _run_spec(counted, x, y, clean_correct, i + 1, spec, attack, norm, eps_list, broken, cascade, ctx)
+            parts.extend(new_parts)
+    return clean.robust, parts
+
+
+def _broken_up_to(broken: dict[str, list[tuple[float, Tensor]]], norm: str, eps: float, n: int, device: torch.device) -> Tensor:
+    m = torch.zeros(n, dtype=torch.bool, device=device)
+    for e, mask in broken.get(norm, []):
+        if e <= eps + 1e-12:
+            m |= mask
+    return m
+
+
+def _run_spec(counted: CountingModel, x: Tensor, y: Tensor, clean_correct: Tensor, index: int, spec: AttackSpec,
+              attack: Attack, norm: str, eps_list: tuple[float, ...], broken: dict[str, list[tuple[float, Tensor]]],
+              cascade: bool, ctx: RunContext) -> list[Part]:
+    n = len(x)
+    dev = x.device
+    parts: list[Part] = []
+    if attack.minimum_norm:
+        key = task_key(spec.label, norm, max(eps_list))
+        path = ctx.out_dir / "parts" / f"{index:03d}_{_slug(spec.label)}_minnorm.json"
+        base = _reuse(path, ctx)
+        if base is None:
+            todo = clean_correct.clone()
+            base = _attack_part(counted, x, y, todo, attack, None, key, spec, norm, float("nan"), ctx, index)
+            _write(path, base, ctx)
+        norms_t = torch.tensor(base.norms, dtype=torch.float64, device=dev)
+        for eps in eps_list:
+            broke = clean_correct & (norms_t <= eps)
+            robust = clean_correct & ~broke
+            parts.append(Part(task_key(spec.label, norm, eps), spec.name, spec.label, norm, eps, robust.tolist(), base.attacked,
+                              base.norms, base.seconds if eps == eps_list[0] else 0.0,
+                              base.forwards if eps == eps_list[0] else 0, base.backwards if eps == eps_list[0] else 0, base.config))
+            broken.setdefault(norm, []).append((eps, broke))
+        return parts
+    own_broken = torch.zeros(n, dtype=torch.bool, device=dev)
+    for eps in eps_list:
+        key = task_key(spec.label, norm, eps)
+        path = ctx.out_dir / "parts" / f"{index:03d}_{_slug(key)}.json"
+        part = _reuse(path, ctx)
+        if part is None:
+            todo = clean_correct & ~own_broken
+            if cascade:
+                todo &= ~_broken_up_to(broken, norm, eps, n, dev)
+            if eps == 0:
+                todo[:] = False
+            part = _attack_part(counted, x, y, todo, attack, eps, key, spec, norm, eps, ctx, index)
+            part.robust = (torch.tensor(part.robust, device=dev) & ~own_broken).tolist()
+            _write(path, part, ctx)
+        robust = torch.tensor(part.robust, dtype=torch.bool, device=dev)
+        broke = clean_correct & ~robust
+        own_broken |= broke
+        broken.setdefault(norm, []).append((eps, broke))
+        parts.append(part)
+    return parts
+
+
+def _attack_part(counted: CountingModel, x: Tensor, y: Tensor, todo: Tensor, attack: Attack, eps: float | None,
+                 key: str, spec: AttackSpec, norm: str, eps_value: float, ctx: RunContext, index: int) -> Part:
+    n = len(x)
+    idx = todo.nonzero().flatten()
+    robust = todo.clone()  # points not attacked: clean-correct ones stay robust, the rest stay False
+    robust |= torch.zeros_like(todo)
+    norms: Tensor | None = None
+    f0, b0 = counted.forwards, counted.backwards
+    t0 = time.perf_counter()
+    gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}".encode()))
+    if attack.minimum_norm:
+        norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
+        norms[~todo] = 0.0  # misclassified clean points need no perturbation
+    if len(idx):
+        out = attack.perturb(counted, x[idx], y[idx], eps=eps, generator=gen, batch_size=ctx.batch_size)
+        _check_output(out.x_adv, x[idx], attack, eps)
+        robust[idx] = ~out.success
+        if norms is not None and out.norms is not None:
+            norms[idx] = torch.where(out.success, out.norms.double(), torch.full_like(out.norms.double(), float("inf")))
+    seconds = time.perf_counter() - t0
+    part = Part(key, spec.name, spec.label, norm, eps_value, robust.tolist(), todo.tolist(),
+                norms.tolist() if norms is not None else None, seconds,
+                counted.forwards - f0, counted.backwards - b0, attack.config())
+    logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, len(idx), n, 100 * robust.float().mean().item(), seconds)
+    return part
+
+
+def _check_output(x_adv: Tensor, x: Tensor, attack: Attack, eps: float | None) -> None:
+    if torch.isnan(x_adv).any():
+        raise RuntimeError(f"attack {attack.name} returned NaN inputs")
+
+
+def _reuse(path: Path, ctx: RunContext) -> Part | None:
+    if not (ctx.resume and path.is_file()):
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if d.get("fingerprint") != ctx.fingerprint:
+        logger.warning("not reusing %s: it was made with another suite, seed, checkpoint or example set", path.name)
+        return None
+    logger.info("resume: reusing %s", path.name)
+    return Part.from_json(d["part"])
+
+
+def _write(path: Path, part: Part, ctx: RunContext) -> None:
+    atomic_write_json(path, {"fingerprint": ctx.fingerprint, "part": part.to_json()})
+
+
+def write_per_example(path: Path, indices: list[int], labels: list[int], clean: list[bool], parts: list[Part]) -> None:
+    """``per_example.csv``: one row per example; columns index, label, clean_correct, then
+    ``robust[<attack>@<norm>:<eps>]`` per part and ``min_norm[<attack>]`` per minimum-norm attack."""
+    cols = ["index", "label", "clean_correct"] + [f"robust[{p.key}]" for p in parts]
+    norm_parts = {p.label: p for p in parts if p.norms is not None}
+    cols += [f"min_norm[{lab}]" for lab in norm_parts]
+    lines = [",".join(cols)]
+    for j, (i, lab) in enumerate(zip(indices, labels)):
+        row = [str(i), str(lab), str(int(clean[j]))] + [str(int(p.robust[j])) for p in parts]
+        row += ["" if p.norms[j] == float("inf") else f"{p.norms[j]:.6g}" for p in norm_parts.values()]  # type: ignore[index]
+        lines.append(",".join(row))
+    atomic_write_text(path, "\n".join(lines) + "\n")

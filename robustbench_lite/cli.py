@@ -1,0 +1,261 @@
+"""The ``bench`` command line. Only this module prints; everything else logs.
+
+A user's mistake (:class:`BenchError`) is one sentence on stderr and exit code 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import BenchError
+
+logger = logging.getLogger("robustbench_lite")
+
+EPILOG = """examples:
+  bench train --defense madry --dataset mnist5k --arch small_cnn --epochs 10 --out runs/madry
+  bench eval --model runs/madry/checkpoint.pt --suite quick
+  bench eval --model weights.pt --arch resnet18 --dataset cifar10 --data-dir ~/data --suite full
+"""
+
+
+# -- train ----------------------------------------------------------------------------------------
+
+def add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a defense and write checkpoints",
+                       description="Train a defense recipe. Settings come from the preset "
+                       "(defenses/presets/<defense>.toml, table = --preset or the dataset name); flags override them. "
+                       "Writes OUT/checkpoint.pt (every epoch, with optimizer and RNG state) and OUT/log.csv.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--defense", required=True, help="defense recipe name (natural, madry, ...)")
+    p.add_argument("--dataset", default="mnist5k", help="dataset name (mnist5k, cifar10, cifar100, synthetic)")
+    p.add_argument("--preset", default=None, help="preset table in the defense's presets file (default: the dataset name)")
+    p.add_argument("--arch", default=None, help="model architecture (registry name); default from the preset")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default from the preset)")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default from the preset)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default from the preset)")
+    p.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay (default from the preset)")
+    p.add_argument("--eps", default=None, help="training attack radius, e.g. 0.3 or 8/255 (default from the preset)")
+    p.add_argument("--attack-steps", type=int, default=None, help="training attack PGD steps (default from the preset)")
+    p.add_argument("--attack-step-size", default=None, help="training attack step size (default from the preset)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe option, repeatable (e.g. beta=6 for trades, alpha=0.9 for act)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (init, data order, attacks)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="train one checkpoint per seed under OUT/seed<S>/ (overrides --seed)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt exactly where it stopped")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise BenchError(f"--option {text!r} must look like KEY=VALUE.")
+    k, v = text.split("=", 1)
+    import json
+
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from defenses import build_config, train
+    from .threat import parse_eps
+
+    overrides: dict[str, Any] = {
+        "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay, "data_dir": args.data_dir, "dataset": args.dataset,
+        "attack_eps": parse_eps(args.eps) if args.eps is not None else None,
+        "attack_steps": args.attack_steps,
+        "attack_step_size": parse_eps(args.attack_step_size) if args.attack_step_size is not None else None,
+    }
+    options = dict(_parse_option(o) for o in args.option)
+    seeds = args.seeds if args.seeds else [args.seed]
+    for seed in seeds:
+        cfg = build_config(args.defense, args.preset or args.dataset, {**overrides, "seed": seed})
+        if options:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, options={**cfg.options, **options})
+        out = Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out)
+        path = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+        print(f"checkpoint: {path}")
+    return 0
+
+
+# -- eval -----------------------------------------------------------------------------------------
+
+def add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint with an attack suite",
+                       description="Evaluate a checkpoint with a suite (evaluations/suites/<name>.toml or your own TOML). "
+                       "Writes per_example.csv, summary.csv, sweeps.csv, result.json and parts/ under --out.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint file (ours, or a plain state_dict with --arch and --dataset)")
+    p.add_argument("--suite", default="quick", help="suite name (quick, full, ...) or path to a .toml file")
+    p.add_argument("--n-examples", type=int, default=None,
+                   help="evaluate a fixed class-balanced subset of N test examples (round-robin over classes); default all")
+    p.add_argument("--batch-size", type=int, default=256, help="attack batch size")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--seed", type=int, default=0, help="seed for every attack's randomness")
+    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>)")
+    p.add_argument("--threat", default=None, help="threat model, e.g. linf:8/255 or l2:0.5 (default: the checkpoint's)")
+    p.add_argument("--resume", action="store_true", help="reuse finished (attack, eps) parts in --out")
+    p.add_argument("--all-points", action="store_true",
+                   help="run every attack on every clean-correct point (exact per-attack accuracy) instead of cascading")
+    p.add_argument("--arch", default=None, help="architecture for a plain state_dict: registry name, module:callable or file.py:callable")
+    p.add_argument("--dataset", default=None, help="dataset for a plain state_dict (or to override the checkpoint's)")
+    p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evaluations.evaluate import EvalOptions, evaluate
+
+    out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{Path(args.suite).stem}"
+    opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
+                       seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
+                       data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset)
+    try:
+        rec = evaluate(args.model, out, opts)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
+        return 130
+    print(format_summary(rec))
+    print(f"results: {out}")
+    return 0
+
+
+def format_summary(rec: dict[str, Any]) -> str:
+    lines = [f"{'attack':<16}{'norm':<6}{'eps':>9}{'acc %':>9}{'worst %':>9}{'sec':>9}"]
+    for r in rec["summary"]:
+        lines.append(f"{r['attack']:<16}{r['norm']:<6}{r['eps']:>9.4g}{r['accuracy']:>9.2f}{r['worst_case']:>9.2f}{r['seconds']:>9.1f}")
+    lines.append(f"robust accuracy (worst case at {rec['threat']['norm']}:{rec['threat']['eps']:.4g}): {rec['robust_accuracy']:.2f}%")
+    return "\n".join(lines)
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+def add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the end-to-end demo on MNIST-5k (what `make demo` runs)",
+                       description="Train natural and Madry small_cnn models on MNIST-5k with their presets, "
+                       "evaluate both with the quick suite and print a comparison table.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--n-examples", type=int, default=500, help="test examples per evaluation (class-balanced)")
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="reuse finished training and evaluation")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from defenses import build_config, train
+    from evaluations.evaluate import EvalOptions, evaluate
+
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    rows = []
+    for defense in ("natural", "madry"):
+        run = out / defense
+        ckpt = run / "checkpoint.pt"
+        cfg = build_config(defense, "mnist5k", {})
+        if not (args.resume and ckpt.exists() and _finished(ckpt, cfg.epochs)):
+            if ckpt.exists() and not args.resume:
+                ckpt.unlink()
+            train(cfg, run, resume=args.resume, device=args.device)
+        rec = evaluate(ckpt, run / "eval-quick", EvalOptions(suite="quick", n_examples=args.n_examples,
+                                                             device=args.device, resume=args.resume))
+        rows.append((defense, rec))
+    print(f"\nMNIST-5k, small_cnn, {args.n_examples} test examples, Linf eps 0.3 ({time.perf_counter() - t0:.0f} s in all)")
+    print(f"{'defense':<10}{'clean %':>10}{'PGD-20 %':>10}{'AutoAttack %':>14}{'worst %':>10}")
+    for defense, rec in rows:
+        acc = {a["attack"]: a["accuracy"] for a in rec["attacks"]}
+        print(f"{defense:<10}{rec['clean_accuracy']:>10.2f}{acc.get('pgd', float('nan')):>10.2f}"
+              f"{acc.get('autoattack', float('nan')):>14.2f}{rec['robust_accuracy']:>10.2f}")
+    print(f"results: {out}")
+    return 0
+
+
+def _finished(ckpt: Path, epochs: int) -> bool:
+    from .checkpoint import read_checkpoint_dict
+
+    return len(read_checkpoint_dict(ckpt).get("history", [])) >= epochs
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Subcommands contributed by the other packages (imported lazily, wired here)."""
+    adders: list[Callable[[Any], None]] = []
+    try:
+        from evaluations import cli as ecli  # type: ignore[attr-defined]
+
+        adders += ecli.ADDERS
+    except ImportError:
+        pass
+    try:
+        from defenses import cli as dcli  # type: ignore[attr-defined]
+
+        adders += dcli.ADDERS
+    except ImportError:
+        pass
+    try:
+        from reports import cli as rcli
+
+        adders += getattr(rcli, "ADDERS", [])
+    except ImportError:
+        pass
+    return adders
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="robustbench_lite: train adversarial defenses, evaluate any checkpoint with a "
+        "complete attack suite, and compare against a leaderboard and published baselines.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging verbosity on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_train(sub)
+    add_eval(sub)
+    add_demo(sub)
+    for adder in _extra_commands():
+        adder(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("auto-attack").setLevel(logging.WARNING if args.log_level != "DEBUG" else logging.DEBUG)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*weights_only.*")
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; everything finished so far is on disk.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Name -> factory registries (the timm pattern) for models, datasets, attacks and defenses."""
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import BenchError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named table of factories. Unknown names raise :class:`BenchError` listing the known ones.
+
+    Example::
+
+        MODELS = Registry("model")
+
+        @MODELS.register("small_cnn")
+        class SmallCNN(nn.Module): ...
+
+        MODELS.get("small_cnn")
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            if name in self._items:
+                raise RuntimeError(f"{self.kind} {name!r} registered twice")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items))
+            raise BenchError(f"unknown {self.kind} {name!r}; known: {known}.") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
