@@ -104,7 +104,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         sums: dict[str, float] = {}
         count = 0
         bar = tqdm(range(0, n, cfg.batch_size), desc=f"{cfg.defense} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not progress, unit="batch")
+                   disable=None if progress else True, unit="batch")  # None: off when not a terminal
         for i in bar:
             x, y = train_data.batch(perm[i:i + cfg.batch_size])
             x = augment(x, spec.augmentation, gen).to(dev)

@@ -1,0 +1,118 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustbench_lite.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from robustbench_lite.errors import BenchError
+from robustbench_lite.models import create_model
+from robustbench_lite.threat import ThreatModel
+
+
+def _ckpt(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    m = create_model("small_cnn", num_classes=10, in_channels=1)
+    torch.nn.init.normal_(m.fc3.weight)
+    d = make_checkpoint(arch="small_cnn", arch_kwargs={}, dataset="mnist5k", num_classes=10, input_shape=(1, 28, 28),
+                        threat=ThreatModel("linf", 0.3), defense="madry", defense_config={"lr": 0.05},
+                        history=[{"epoch": 1, "loss": 1.5}], members={"model": m})
+    p = tmp_path / "c.pt"
+    save_checkpoint(p, d)
+    return p, m
+
+
+def test_round_trip(tmp_path):
+    p, m = _ckpt(tmp_path)
+    c = load_checkpoint(p)
+    assert c.arch == "small_cnn" and c.dataset == "mnist5k" and c.num_classes == 10
+    assert c.threat == ThreatModel("linf", 0.3) and c.defense == "madry"
+    assert c.history == [{"epoch": 1, "loss": 1.5}] and c.defense_config == {"lr": 0.05}
+    assert c.raw["format_version"] == 1 and "torch" in c.raw["versions"]
+    x = torch.rand(3, 1, 28, 28)
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(c.model(x), m(x))
+
+
+def test_plain_state_dict_with_dataparallel_prefix(tmp_path):
+    m = create_model("small_cnn", num_classes=10, in_channels=1)
+    torch.nn.init.normal_(m.fc3.weight)
+    p = tmp_path / "sd.pt"
+    torch.save({f"module.{k}": v for k, v in m.state_dict().items()}, p)
+    with pytest.raises(BenchError, match="--arch and --dataset"):
+        load_checkpoint(p)
+    c = load_checkpoint(p, arch="small_cnn", dataset="mnist5k")
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(c.model(x), m.eval()(x))
+    with pytest.raises(BenchError, match="do not fit arch 'resnet18'"):
+        load_checkpoint(p, arch="resnet18", dataset="mnist5k")
+
+
+def test_wrong_class_count(tmp_path):
+    m = create_model("small_cnn", num_classes=100, in_channels=1)
+    p = tmp_path / "sd100.pt"
+    torch.save(m.state_dict(), p)
+    with pytest.raises(BenchError, match="shape"):
+        load_checkpoint(p, arch="small_cnn", dataset="mnist5k")
+
+
+def test_missing_and_truncated(tmp_path):
+    with pytest.raises(BenchError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    p, _ = _ckpt(tmp_path)
+    data = p.read_bytes()
+    t = tmp_path / "trunc.pt"
+    t.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BenchError, match="truncated"):
+        load_checkpoint(t)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    with pytest.raises(BenchError):
+        load_checkpoint(junk)
+
+
+def test_code_executing_pickle_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    # build the malicious file in a subprocess so its class is not importable here
+    code = (
+        "import os, torch\n"
+        "class Evil:\n"
+        f"    def __reduce__(self): return (os.system, ('touch {marker}',))\n"
+        f"torch.save({{'model': Evil()}}, {str(evil)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert evil.exists() and not marker.exists()
+    with pytest.raises(BenchError, match="arbitrary unpickling"):
+        load_checkpoint(evil, arch="small_cnn", dataset="mnist5k")
+    assert not marker.exists()
+
+
+def test_stored_arch_is_resolved_only_through_registry(tmp_path):
+    p, _ = _ckpt(tmp_path)
+    d = torch.load(p, weights_only=True)
+    d["arch"] = "os:system"
+    save_checkpoint(p, d)
+    with pytest.raises(BenchError, match="unknown model 'os:system'"):
+        load_checkpoint(p)
+
+
+def test_member_selection(tmp_path):
+    g = create_model("small_cnn", num_classes=10, in_channels=1)
+    f = create_model("small_cnn", num_classes=10, in_channels=1)
+    torch.nn.init.normal_(g.fc3.weight)
+    torch.nn.init.normal_(f.fc3.weight)
+    d = make_checkpoint(arch="small_cnn", arch_kwargs={}, dataset="mnist5k", num_classes=10, input_shape=(1, 28, 28),
+                        threat=None, defense="act", defense_config={}, history=[], members={"model": g, "natural": f})
+    p = tmp_path / "act.pt"
+    save_checkpoint(p, d)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(p).model(x), g.eval()(x))
+        assert torch.equal(load_checkpoint(p, member="natural").model(x), f.eval()(x))
+    with pytest.raises(BenchError, match="no member"):
+        load_checkpoint(p, member="teacher")

@@ -1,0 +1,123 @@
+"""The `bench` front door: help, user errors as one sentence, end to end on synthetic data."""
+import csv
+import json
+
+import pytest
+import torch
+
+from robustbench_lite.cli import build_parser, main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_clear_error(code, err, needle):
+    assert code == 2
+    lines = [l for l in err.strip().splitlines() if l.startswith("bench: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"], ["demo", "--help"]])
+def test_help_explains_every_option(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: bench" in out
+    parser = build_parser()
+    sub = {a.dest: a for a in parser._actions}.get("command")
+    if len(argv) == 2:
+        sp = sub.choices[argv[0]]
+        for action in sp._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{argv[0]} {action.option_strings} has no help"
+                assert action.option_strings[0] in out
+
+
+def test_user_errors_are_one_sentence(capsys, tmp_path, synthetic_ckpt):
+    code, _, err = _run(capsys, "eval", "--model", str(tmp_path / "missing.pt"))
+    _one_clear_error(code, err, "does not exist")
+
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(synthetic_ckpt.read_bytes()[:1000])
+    code, _, err = _run(capsys, "eval", "--model", str(trunc))
+    _one_clear_error(code, err, "truncated")
+
+    code, _, err = _run(capsys, "eval", "--model", str(synthetic_ckpt), "--suite", "nosuch")
+    _one_clear_error(code, err, "unknown suite 'nosuch'")
+
+    code, _, err = _run(capsys, "eval", "--model", str(synthetic_ckpt), "--threat", "l7:0.3")
+    _one_clear_error(code, err, "unknown norm")
+
+    code, _, err = _run(capsys, "train", "--defense", "nosuch", "--out", str(tmp_path / "x"))
+    _one_clear_error(code, err, "unknown defense 'nosuch'")
+
+    code, _, err = _run(capsys, "train", "--defense", "natural", "--dataset", "cifar10", "--data-dir",
+                        str(tmp_path / "nodata"), "--out", str(tmp_path / "c"))
+    _one_clear_error(code, err, "cifar-10-batches-py")
+
+    sd = tmp_path / "sd.pt"
+    torch.save(torch.load(synthetic_ckpt, weights_only=True)["members"]["model"], sd)
+    code, _, err = _run(capsys, "eval", "--model", str(sd), "--arch", "resnet18", "--dataset", "mnist5k")
+    _one_clear_error(code, err, "do not fit arch 'resnet18'")
+    code, _, err = _run(capsys, "eval", "--model", str(sd), "--arch", "small_cnn", "--dataset", "cifar100")
+    _one_clear_error(code, err, "")
+
+
+def test_existing_run_is_not_overwritten(capsys, tmp_path, synthetic_ckpt):
+    out = tmp_path / "run"
+    out.mkdir()
+    target = out / "checkpoint.pt"
+    target.write_bytes(synthetic_ckpt.read_bytes())
+    before = target.read_bytes()
+    code, _, err = _run(capsys, "train", "--defense", "natural", "--dataset", "synthetic", "--preset", "mnist5k",
+                        "--epochs", "1", "--out", str(out), "--no-progress")
+    _one_clear_error(code, err, "already exists")
+    assert target.read_bytes() == before
+
+
+def test_train_then_eval_end_to_end(capsys, tmp_path):
+    run = tmp_path / "run"
+    code, out, err = _run(capsys, "train", "--defense", "madry", "--dataset", "synthetic", "--preset", "mnist5k",
+                          "--epochs", "1", "--attack-steps", "2", "--out", str(run), "--no-progress")
+    assert code == 0, err
+    log = list(csv.DictReader(open(run / "log.csv")))
+    assert len(log) == 1 and {"epoch", "lr", "loss", "heldout_clean", "heldout_pgd"} <= set(log[0])
+    ev = tmp_path / "ev"
+    code, out, err = _run(capsys, "eval", "--model", str(run / "checkpoint.pt"), "--suite", "quick",
+                          "--n-examples", "20", "--out", str(ev))
+    assert code == 0, err
+    rows = list(csv.DictReader(open(ev / "summary.csv")))
+    assert [r["attack"] for r in rows] == ["clean", "pgd", "autoattack"]
+    assert list(rows[0]) == ["attack", "norm", "eps", "n", "accuracy", "worst_case", "mean_min_norm", "median_min_norm",
+                             "seconds", "forwards", "backwards"]
+    rec = json.loads((ev / "result.json").read_text())
+    assert rec["n"] == 20 and rec["suite"]["name"] == "quick" and len(rec["checkpoint"]["sha256"]) == 64
+    assert {"torch", "pyautoattack"} <= set(rec["versions"]) and rec["seed"] == 0 and rec["date"]
+    assert rec["robust_accuracy"] <= min(a["accuracy"] for a in rec["attacks"])
+    per = list(csv.DictReader(open(ev / "per_example.csv")))
+    assert len(per) == 20
+    # worst case recomputed from the per-example ground truth
+    worst = sum(int(r["clean_correct"]) and all(int(r[k]) for k in r if k.startswith("robust[")) for r in per)
+    assert rec["robust_accuracy"] == pytest.approx(100 * worst / 20)
+    assert int(rows[1]["backwards"]) > 0 and int(rows[2]["forwards"]) > 0
+
+
+def test_resume_continues_exactly(tmp_path):
+    from defenses import build_config, train
+
+    cfg = build_config("madry", "mnist5k", {"dataset": "synthetic", "epochs": 2, "eval_n": 16,
+                                             "attack_steps": 2})
+    a = train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "b", progress=False, stop_after=1)
+    b = train(cfg, tmp_path / "b", progress=False, resume=True)
+    sa = torch.load(a, weights_only=True)
+    sb = torch.load(b, weights_only=True)
+    assert len(sb["history"]) == 2
+    for k, v in sa["members"]["model"].items():
+        assert torch.equal(v, sb["members"]["model"][k]), k
