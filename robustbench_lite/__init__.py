@@ -4,16 +4,36 @@ suite, compare against a leaderboard and published baselines.
 Public API::
 
     from robustbench_lite import evaluate, train, load_checkpoint
+
+Attributes load lazily (PEP 562), so ``import robustbench_lite.errors`` (as ``reports`` does)
+does not import torch.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from .checkpoint import Checkpoint, load_checkpoint
-from .errors import BenchError
-from .threat import ThreatModel
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .checkpoint import Checkpoint, load_checkpoint
+    from .errors import BenchError
+    from .threat import ThreatModel
+
+_LAZY = {
+    "Checkpoint": ("checkpoint", "Checkpoint"),
+    "load_checkpoint": ("checkpoint", "load_checkpoint"),
+    "BenchError": ("errors", "BenchError"),
+    "ThreatModel": ("threat", "ThreatModel"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'robustbench_lite' has no attribute {name!r}")
 
 
 def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:

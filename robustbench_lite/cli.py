@@ -113,6 +113,8 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--dataset", default=None, help="dataset for a plain state_dict (or to override the checkpoint's)")
     p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
+    p.add_argument("--db", default="runs/leaderboard.sqlite", help="leaderboard database the result is recorded in")
+    p.add_argument("--no-db", action="store_true", help="do not record the result in the leaderboard database")
     p.set_defaults(func=cmd_eval)
 
 
@@ -129,8 +131,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
         return 130
     print(format_summary(rec))
+    if not args.no_db:
+        record_in_leaderboard(args.db, rec, out / "result.json")
+        print(f"recorded in {args.db}")
     print(f"results: {out}")
     return 0
+
+
+def record_in_leaderboard(db: str | Path, rec: dict[str, Any], result_path: Path) -> None:
+    from reports.store import add_record
+
+    add_record(db, rec, result_path=str(result_path))
 
 
 def format_summary(rec: dict[str, Any]) -> str:

@@ -90,8 +90,12 @@ def test_train_then_eval_end_to_end(capsys, tmp_path):
     assert len(log) == 1 and {"epoch", "lr", "loss", "heldout_clean", "heldout_pgd"} <= set(log[0])
     ev = tmp_path / "ev"
     code, out, err = _run(capsys, "eval", "--model", str(run / "checkpoint.pt"), "--suite", "quick",
-                          "--n-examples", "20", "--out", str(ev))
+                          "--n-examples", "20", "--out", str(ev), "--db", str(tmp_path / "lb.sqlite"))
     assert code == 0, err
+    from reports.store import load_records
+
+    assert [r["checkpoint"]["sha256"] for r in load_records(tmp_path / "lb.sqlite")] == [
+        json.loads((ev / "result.json").read_text())["checkpoint"]["sha256"]]
     rows = list(csv.DictReader(open(ev / "summary.csv")))
     assert [r["attack"] for r in rows] == ["clean", "pgd", "autoattack"]
     assert list(rows[0]) == ["attack", "norm", "eps", "n", "accuracy", "worst_case", "mean_min_norm", "median_min_norm",

@@ -1,0 +1,168 @@
+"""Published numbers of ACT, ARREST and AFD (``reports/baselines/*.csv``) plus user CSV files.
+
+Long format, one row per number; see ``reports/baselines/README.md`` for the columns. A user file
+needs at least the columns ``method, dataset, metric, value``; the others default to blank.
+
+Example::
+
+    >>> df = load_baselines(extra_files=["my_results.csv"])
+    >>> tradeoff_points(df, "cifar10")[["method", "clean", "autoattack"]].head()
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from robustbench_lite.errors import BenchError
+
+from .records import parse_eps, same_eps
+
+logger = logging.getLogger(__name__)
+
+BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
+COLUMNS = ("paper", "table", "method", "dataset", "architecture", "metric", "value", "std", "norm", "eps",
+           "setting", "source", "note")
+REQUIRED = ("method", "dataset", "metric", "value")
+# The key that makes one published "entry" (a row of a paper table).
+ENTRY_KEY = ("paper", "table", "method", "dataset", "architecture", "setting")
+PGD_METRICS = ("pgd", "pgd10", "pgd20", "pgd50", "pgd100", "pgd1000")
+# Records name datasets by the registry id; published tables use the full dataset.
+DATASET_ALIASES = {"mnist5k": "mnist"}
+
+
+def dataset_key(dataset: str) -> str:
+    """The baseline dataset id for a record's dataset (``mnist5k`` -> ``mnist``)."""
+    d = str(dataset).strip().lower()
+    return DATASET_ALIASES.get(d, d)
+
+
+def packaged_files() -> list[Path]:
+    """The shipped paper tables (every CSV beside this module except ``fits.csv``)."""
+    return sorted(p for p in BASELINE_DIR.glob("*.csv") if p.name != "fits.csv")
+
+
+def _float_or_nan(text: str, what: str, where: str) -> float:
+    s = str(text).strip()
+    if s == "":
+        return math.nan
+    try:
+        return parse_eps(s) if what == "eps" else float(s)
+    except (BenchError, ValueError):
+        raise BenchError(f"{where}: {what} {s!r} is not a number.") from None
+
+
+def read_baseline_csv(path: str | Path) -> pd.DataFrame:
+    """Read and validate one baseline CSV; missing optional columns are filled with blanks."""
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError(f"baseline file {p} does not exist.")
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise BenchError(f"baseline file {p} is not a readable CSV ({str(e).splitlines()[0]}).") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    for col in REQUIRED:
+        if col not in df.columns:
+            raise BenchError(f"baseline file {p} has no {col!r} column (required: {', '.join(REQUIRED)}).")
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = p.stem if col == "source" else ""
+    out = df[list(COLUMNS)].copy()
+    for i, row in out.iterrows():
+        where = f"baseline file {p}, data row {int(i) + 1}"  # type: ignore[call-overload]
+        if not str(row["value"]).strip():
+            raise BenchError(f"{where}: value is empty.")
+        if not str(row["method"]).strip() or not str(row["dataset"]).strip() or not str(row["metric"]).strip():
+            raise BenchError(f"{where}: method, dataset and metric must not be empty.")
+    where = f"baseline file {p}"
+    for col in ("value", "std", "eps"):
+        out[col] = [_float_or_nan(v, col, where) for v in out[col]]
+    out["dataset"] = [dataset_key(d) for d in out["dataset"]]
+    out["norm"] = [str(n).strip().lower() for n in out["norm"]]
+    out["file"] = str(p)
+    return out
+
+
+def load_baselines(extra_files: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """The packaged paper tables plus ``extra_files`` (user CSVs), as one validated DataFrame."""
+    frames = [read_baseline_csv(p) for p in [*packaged_files(), *extra_files]]
+    return pd.concat(frames, ignore_index=True)
+
+
+def tradeoff_points(baselines: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """(clean, autoattack) pairs of the published entries of ``dataset``, one row per entry.
+
+    Identical (method, clean, autoattack) points quoted in several tables are kept once.
+    """
+    ds = dataset_key(dataset)
+    cols = ["paper", "method", "architecture", "setting", "source", "clean", "autoattack"]
+    entries = [e for e in baseline_entries(baselines, ds) if e["clean"] is not None and e["autoattack"] is not None]
+    df = pd.DataFrame([{c: e[c] for c in cols} for e in entries], columns=cols)
+    return df.drop_duplicates(subset=["method", "clean", "autoattack"]).reset_index(drop=True)
+
+
+def _row_value(rows: list[dict[str, Any]], metric: str) -> tuple[float | None, float | None]:
+    for r in rows:
+        if r["metric"] == metric:
+            return float(r["value"]), (None if math.isnan(r["std"]) else float(r["std"]))
+    return None, None
+
+
+def _auc_index(baselines: pd.DataFrame) -> dict[tuple[str, ...], list[float]]:
+    """(paper, method, dataset, architecture, setting, norm) -> published AUC values, from any table
+    of that paper (AFD reports AUCs in Table 2 and accuracies in Table 1)."""
+    index: dict[tuple[str, ...], list[float]] = {}
+    for r in baselines[baselines["metric"].str.startswith("auc_")].to_dict("records"):
+        key = (r["paper"], r["method"], r["dataset"], r["architecture"], r["setting"], r["norm"])
+        index.setdefault(key, []).append(float(r["value"]))
+    return index
+
+
+def baseline_entries(baselines: pd.DataFrame, dataset: str | None = None, norm: str | None = None,
+                     eps: float | None = None) -> list[dict[str, Any]]:
+    """Published entries (rows of paper tables that report a clean accuracy) for the leaderboard.
+
+    Each entry: the ENTRY_KEY fields, ``norm``/``eps`` (of its clean row), and ``clean``,
+    ``autoattack``, ``pgd`` (lowest published PGD accuracy), ``auc`` (mean published AUC at the
+    entry's norm), ``min_pert``, ``robust`` (AutoAttack, else the lowest PGD), each with a ``*_std``.
+    With ``norm``/``eps`` given, only entries at that threat (eps within 2 %, which matches 0.031
+    with 8/255) are returned; entries whose threat is unknown are dropped then.
+    """
+    df = baselines if dataset is None else baselines[baselines["dataset"] == dataset_key(dataset)]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in df.to_dict("records"):
+        groups.setdefault(tuple(str(r[k]) for k in ENTRY_KEY), []).append(r)
+    aucs = _auc_index(baselines) if groups else {}
+    out: list[dict[str, Any]] = []
+    for key_values, rows in groups.items():
+        clean_row = next((r for r in rows if r["metric"] == "clean"), None)
+        if clean_row is None:
+            continue
+        e_norm = str(clean_row["norm"]) or None
+        e_eps = None if math.isnan(clean_row["eps"]) else float(clean_row["eps"])
+        if norm is not None and e_norm != norm:
+            continue
+        if eps is not None and not same_eps(e_eps, eps, rel=0.02):
+            continue
+        key = dict(zip(ENTRY_KEY, key_values))
+        entry: dict[str, Any] = {**key, "norm": e_norm, "eps": e_eps, "source": str(clean_row["source"])}
+        for metric in ("clean", "autoattack", "min_pert"):
+            entry[metric], entry[f"{metric}_std"] = _row_value(rows, metric)
+        pgds = [_row_value(rows, m) for m in PGD_METRICS if any(r["metric"] == m for r in rows)]
+        entry["pgd"], entry["pgd_std"] = min(pgds, key=lambda t: t[0]) if pgds else (None, None)  # type: ignore[arg-type,return-value]
+        auc = aucs.get((key_values[0], *key_values[2:], e_norm or ""), [])  # the key without the table
+        entry["auc"], entry["auc_std"] = (sum(auc) / len(auc) if auc else None), None
+        if entry["autoattack"] is not None:
+            entry["robust"], entry["robust_std"] = entry["autoattack"], entry["autoattack_std"]
+        else:
+            entry["robust"], entry["robust_std"] = entry["pgd"], entry["pgd_std"]
+        out.append(entry)
+    return out
+
+
+def datasets_with_points(baselines: pd.DataFrame) -> Iterable[str]:
+    return sorted(set(baselines.loc[baselines["metric"] == "autoattack", "dataset"]))

@@ -1,0 +1,235 @@
+"""The leaderboard: stored results (and optionally published baselines) ranked in one table.
+
+Entries are ranked by AutoAttack accuracy (descending) by default; entries without the sort value
+come after those with it. Records of several seeds of one configuration (same defense, defense
+config, member, arch, dataset, threat and suite; different ``checkpoint.seed``) are one entry whose
+numbers read "mean ± std" (sample std) with a ``seeds`` count.
+
+ARDist uses the published ARREST fit of the dataset (cifar10, cifar100), else a cubic fitted to the
+published (clean, AutoAttack) points of that dataset when at least 4 exist, else it stays blank.
+
+Example::
+
+    >>> print(leaderboard("runs/leaderboard.sqlite", dataset="cifar10", threat="linf:8/255"))
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os.path
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from robustbench_lite.errors import BenchError
+
+from .ardist import Cubic, ardist, fit_cubic, published_fit_for_dataset
+from .baselines import baseline_entries, dataset_key, load_baselines, tradeoff_points
+from .records import RecordSummary, format_threat, parse_threat, same_eps, summarize
+from .render import render_table
+from .store import load_records
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("clean", "autoattack", "pgd", "robust", "auc", "min_pert", "sum", "ardist")
+TEXT_SORT = ("model", "defense", "arch", "dataset", "threat")
+SORT_COLUMNS = (*METRICS, "n", "seeds", *TEXT_SORT)
+FORMATS = ("table", "csv", "markdown", "html")
+THREAT_REL_TOL = 0.02  # "linf:0.031" selects linf:8/255 (0.03137), as the papers round it
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One leaderboard line: a configuration's records (or a published table row), aggregated.
+
+    ``values`` maps each of METRICS to (mean, std); std is None for one seed or when not published.
+    """
+
+    model: str
+    defense: str
+    arch: str
+    dataset: str
+    threat: str
+    values: Mapping[str, tuple[float | None, float | None]]
+    sanity: str = ""
+    n: str = ""
+    seeds: int | None = None
+    published: bool = False
+    source: str = ""
+    records: tuple[RecordSummary, ...] = field(default=(), repr=False)
+    failed_checks: tuple[tuple[str, str, str], ...] = ()  # (model, check name, detail)
+
+    def get(self, metric: str) -> float | None:
+        return self.values.get(metric, (None, None))[0]
+
+
+def curve_for_dataset(dataset: str, baselines: pd.DataFrame | None) -> Cubic | None:
+    """The tradeoff curve used for ARDist on ``dataset`` (see module docstring), or None."""
+    key = dataset_key(dataset)
+    published = published_fit_for_dataset(key)
+    if published is not None:
+        return published
+    if baselines is None:
+        return None
+    pts = tradeoff_points(baselines, key)
+    if pts["clean"].nunique() < 4:
+        return None
+    return fit_cubic(pts["clean"].tolist(), pts["autoattack"].tolist(), name=f"fit on published {key}")
+
+
+def _mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return None, None
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else None)
+
+
+def _group_key(s: RecordSummary) -> tuple[Any, ...]:
+    config = {k: v for k, v in s.defense_config.items() if k != "seed"}
+    return (s.defense, json.dumps(config, sort_keys=True, default=str), s.member, s.arch, s.dataset, s.norm,
+            round(s.eps, 12), s.suite_hash)
+
+
+def _group_name(names: Sequence[str]) -> str:
+    unique = list(dict.fromkeys(names))
+    if len(unique) == 1:
+        return unique[0]
+    prefix = re.sub(r"([_\-. ]+(s|seed))?[_\-. ]*$", "", os.path.commonprefix(unique))
+    return prefix if len(prefix) >= 3 else f"{unique[0]} (+{len(unique) - 1})"
+
+
+def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame | None) -> list[Entry]:
+    """Group summaries by configuration (seeds aggregate) into entries."""
+    groups: dict[tuple[Any, ...], list[RecordSummary]] = {}
+    for s in summaries:
+        groups.setdefault(_group_key(s), []).append(s)
+    curves: dict[str, Cubic | None] = {}
+    out = []
+    for members in groups.values():
+        members = sorted(members, key=lambda s: (s.checkpoint_seed is None, s.checkpoint_seed or 0, s.model))
+        first = members[0]
+        if first.dataset not in curves:
+            curves[first.dataset] = curve_for_dataset(first.dataset, baselines)
+        curve = curves[first.dataset]
+        per_metric: dict[str, list[float | None]] = {m: [] for m in METRICS}
+        for s in members:
+            for m in ("clean", "autoattack", "pgd", "robust", "auc", "min_pert"):
+                per_metric[m].append(getattr(s, m))
+            per_metric["sum"].append(s.total)
+            per_metric["ardist"].append(ardist(s.clean, s.autoattack, curve)
+                                        if curve is not None and s.clean is not None and s.autoattack is not None
+                                        else None)
+        failed = tuple((s.model, str(c.get("name", "?")), str(c.get("detail", ""))) for s in members
+                       for c in s.failed_checks)
+        has_checks = any(s.checks for s in members)
+        ns = sorted({s.n for s in members if s.n is not None})
+        seeds = len({s.checkpoint_seed for s in members}) if len(members) > 1 else 1
+        out.append(Entry(
+            model=_group_name([s.model for s in members]), defense=first.defense, arch=first.arch,
+            dataset=first.dataset, threat=first.threat, values={m: _mean_std(v) for m, v in per_metric.items()},
+            sanity=(f"{len(failed)} failed" if failed else "ok") if has_checks else "not run",
+            n="" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"), seeds=seeds,
+            source="this run", records=tuple(members), failed_checks=failed))
+    return out
+
+
+def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = None,
+                      eps: float | None = None) -> list[Entry]:
+    """Published table rows of ``dataset`` (at the threat, if given) as leaderboard entries."""
+    curve = curve_for_dataset(dataset, baselines)
+    out, seen = [], set()
+    for e in baseline_entries(baselines, dataset, norm, eps):
+        ident = (e["method"], e["architecture"], e["setting"], e["clean"], e["autoattack"], e["pgd"])
+        if ident in seen:  # the same numbers quoted again in another table of the paper
+            continue
+        seen.add(ident)
+        values = {m: (e[m], e[f"{m}_std"]) for m in ("clean", "autoattack", "pgd", "robust", "auc", "min_pert")}
+        values["sum"] = (e["clean"] + e["robust"], None) if e["robust"] is not None else (None, None)
+        values["ardist"] = ((ardist(e["clean"], e["autoattack"], curve), None)
+                            if curve is not None and e["autoattack"] is not None else (None, None))
+        name = e["method"] + (f" ({e['setting']})" if e["setting"] else "")
+        out.append(Entry(model=name, defense="published", arch=e["architecture"], dataset=e["dataset"],
+                         threat=format_threat(e["norm"], e["eps"]) if e["norm"] else "", values=values,
+                         published=True, source=f"published: {e['source']}"))
+    return out
+
+
+def rank_entries(entries: Sequence[Entry], sort: str = "autoattack") -> list[Entry]:
+    """Entries ordered by ``sort``: numbers descending, text ascending, missing values last."""
+    if sort not in SORT_COLUMNS:
+        raise BenchError(f"unknown sort column {sort!r}; valid: {', '.join(SORT_COLUMNS)}.")
+
+    def key(e: Entry) -> tuple[Any, ...]:
+        tie = (-(e.get("clean") or 0.0), e.model, e.source)
+        if sort in TEXT_SORT:
+            value = getattr(e, sort)
+            return (value == "", value.lower(), *tie)
+        if sort == "n":
+            value = float(e.n.split("-")[0]) if e.n else None
+        elif sort == "seeds":
+            value = e.seeds
+        else:
+            value = e.get(sort)
+        return (value is None, -(value or 0.0), *tie)
+
+    return sorted(entries, key=key)
+
+
+def select_summaries(records: Iterable[Mapping[str, Any]], dataset: str | None = None,
+                     threat: str | None = None) -> list[RecordSummary]:
+    """Summaries of the records of ``dataset`` (``mnist`` also selects ``mnist5k``) at ``threat``."""
+    out = [summarize(r) for r in records]
+    if dataset is not None:
+        out = [s for s in out if dataset_key(s.dataset) == dataset_key(dataset)]
+    if threat is not None:
+        norm, eps = parse_threat(threat)
+        out = [s for s in out if s.norm == norm and same_eps(s.eps, eps, rel=THREAT_REL_TOL)]
+    return out
+
+
+def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | None = None,
+                        threat: str | None = None, with_baselines: bool = False,
+                        baselines: pd.DataFrame | None = None, sort: str = "autoattack") -> list[Entry]:
+    """Ranked entries of ``records`` (plus published rows of the same datasets and threats)."""
+    if sort not in SORT_COLUMNS:
+        raise BenchError(f"unknown sort column {sort!r}; valid: {', '.join(SORT_COLUMNS)}.")
+    summaries = select_summaries(records, dataset, threat)
+    if baselines is None:
+        baselines = load_baselines()
+    entries = record_entries(summaries, baselines)
+    if with_baselines:
+        if threat is not None:
+            norm, eps = parse_threat(threat)
+            datasets = {dataset_key(dataset)} if dataset else {dataset_key(s.dataset) for s in summaries}
+            wanted: set[tuple[str, str | None, float | None]] = {(ds, norm, eps) for ds in datasets}
+        else:
+            wanted = {(dataset_key(s.dataset), s.norm, s.eps) for s in summaries}
+            if not wanted and dataset:
+                wanted = {(dataset_key(dataset), None, None)}
+        seen: set[tuple[str, ...]] = set()
+        for ds, norm, eps in sorted(wanted, key=lambda t: (t[0], t[1] or "", t[2] or 0.0)):
+            for e in published_entries(baselines, ds, norm, eps):
+                ident = (e.model, e.source, e.arch, e.threat)
+                if ident not in seen:
+                    seen.add(ident)
+                    entries.append(e)
+    return rank_entries(entries, sort)
+
+
+def leaderboard(db_path: str | Path, dataset: str | None = None, threat: str | None = None,
+                with_baselines: bool = False, sort: str = "autoattack", fmt: str = "table",
+                baselines: pd.DataFrame | None = None) -> str:
+    """The leaderboard of a results store rendered as ``table``, ``csv``, ``markdown`` or ``html``.
+
+    ``baselines`` defaults to the packaged paper tables (pass ``load_baselines(extra_files=...)``
+    to add your own CSV files).
+    """
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}.")
+    entries = leaderboard_entries(load_records(db_path), dataset, threat, with_baselines, baselines, sort)
+    return render_table(entries, fmt, with_source=with_baselines)

@@ -1,0 +1,221 @@
+"""Reading ``result.json`` records written by ``bench eval``: validation and the derived numbers.
+
+Every table, plot and store row is derived from a record through :func:`summarize`, so the
+definitions below ("AutoAttack accuracy", "PGD accuracy", ...) live in exactly one place.
+
+Example::
+
+    >>> s = summarize(json.load(open("runs/eval/result.json")))
+    >>> s.autoattack, s.robust, s.threat
+    (85.2, 85.2, 'linf:0.3')
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping
+
+from robustbench_lite.errors import BenchError
+
+RESULT_FORMAT = "robustbench_lite/result"
+RESULT_FORMAT_VERSION = 1
+NORM_ALIASES = {"linf": "linf", "inf": "linf", "l_inf": "linf", "li": "linf", "l2": "l2", "l1": "l1"}
+# Checkpoint file stems that say nothing about the model; the parent folder names it instead.
+GENERIC_STEMS = frozenset({"ckpt", "checkpoint", "model", "last", "best", "final", "weights"})
+
+
+def parse_eps(text: str | float | int) -> float:
+    """``0.3``, ``8/255`` or a number -> a finite float >= 0."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        parts = str(text).strip().split("/")
+        try:
+            if len(parts) > 2:
+                raise ValueError(text)
+            value = float(Fraction(parts[0])) / float(Fraction(parts[1])) if len(parts) == 2 else float(parts[0])
+        except (ValueError, ZeroDivisionError):
+            raise BenchError(f"cannot read {text!r} as an epsilon; write e.g. 0.3 or 8/255.") from None
+    if not math.isfinite(value) or value < 0:
+        raise BenchError(f"epsilon must be a finite number >= 0, got {text!r}.")
+    return value
+
+
+def parse_threat(text: str) -> tuple[str, float]:
+    """``"linf:8/255"`` -> ``("linf", 0.0313...)``; a bare eps means Linf."""
+    s = str(text).strip().lower()
+    norm_s, eps_s = s.split(":", 1) if ":" in s else ("linf", s)
+    norm = NORM_ALIASES.get(norm_s.strip())
+    if norm is None:
+        raise BenchError(f"unknown norm {norm_s!r} in threat {text!r}; known: linf, l2, l1.")
+    return norm, parse_eps(eps_s)
+
+
+def format_eps(eps: float) -> str:
+    """``0.0313725...`` -> ``"8/255"``; other values in short decimal form."""
+    frac = Fraction(eps).limit_denominator(255)
+    if eps > 0 and frac.denominator == 255 and abs(float(frac) - eps) < 1e-12:
+        return f"{frac.numerator}/255"
+    return f"{eps:g}"
+
+
+def format_threat(norm: str, eps: float | None) -> str:
+    return norm if eps is None else f"{norm}:{format_eps(eps)}"
+
+
+def same_eps(a: float | None, b: float | None, rel: float = 1e-6) -> bool:
+    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)
+
+
+def model_name(path: str, member: str = "model") -> str:
+    """The checkpoint file stem (its folder's name when the stem is generic such as ``ckpt``)."""
+    p = Path(str(path))
+    name = p.parent.name if p.stem.lower() in GENERIC_STEMS and p.parent.name else p.stem
+    name = name or "?"
+    return name if member in ("", "model") else f"{name}[{member}]"
+
+
+def _num(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """The numbers a leaderboard row needs, derived from one result record (accuracies in %)."""
+
+    sha256: str
+    path: str
+    model: str
+    arch: str
+    dataset: str
+    defense: str
+    defense_config: Mapping[str, Any]
+    member: str
+    checkpoint_seed: int | None
+    norm: str
+    eps: float
+    suite_name: str
+    suite_hash: str
+    n: int | None
+    seed: int | None
+    date: str
+    versions: Mapping[str, Any]
+    clean: float | None
+    autoattack: float | None
+    pgd: float | None
+    auc: float | None
+    min_pert: float | None
+    robust: float | None
+    checks: tuple[Mapping[str, Any], ...] = field(default=())
+
+    @property
+    def threat(self) -> str:
+        return format_threat(self.norm, self.eps)
+
+    @property
+    def failed_checks(self) -> tuple[Mapping[str, Any], ...]:
+        return tuple(c for c in self.checks if not c.get("passed", False))
+
+    @property
+    def checks_failed(self) -> int:
+        return len(self.failed_checks)
+
+    @property
+    def total(self) -> float | None:
+        """Sum = clean + robust (worst case over the suite)."""
+        return None if self.clean is None or self.robust is None else self.clean + self.robust
+
+
+def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
+    """Check the few fields everything relies on; raise one clear :class:`BenchError` otherwise."""
+    if not isinstance(record, dict):
+        raise BenchError(f"{where} is not a JSON object.")
+    fmt = record.get("format")
+    if fmt != RESULT_FORMAT:
+        raise BenchError(f"{where} is not a robustbench_lite result (format {fmt!r}, expected {RESULT_FORMAT!r}).")
+    version = record.get("format_version", 0)
+    if not isinstance(version, int) or version > RESULT_FORMAT_VERSION:
+        raise BenchError(f"{where} has result format_version {version!r}; this version reads up to "
+                         f"{RESULT_FORMAT_VERSION}, so upgrade robustbench_lite.")
+    for key in ("checkpoint", "suite", "threat"):
+        if not isinstance(record.get(key), dict):
+            raise BenchError(f"{where} has no {key!r} object.")
+    if not record["checkpoint"].get("sha256"):
+        raise BenchError(f"{where} has no checkpoint.sha256, so it cannot be stored or compared.")
+    if not record["suite"].get("hash"):
+        raise BenchError(f"{where} has no suite.hash, so it cannot be stored or compared.")
+    threat = record["threat"]
+    if "norm" not in threat or "eps" not in threat:
+        raise BenchError(f"{where} has a threat without 'norm' and 'eps'.")
+    parse_threat(f"{threat['norm']}:{threat['eps']}")
+    return record
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Load and validate one ``result.json``."""
+    p = Path(path)
+    try:
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"result file {p} does not exist.") from None
+    except json.JSONDecodeError as e:
+        raise BenchError(f"result file {p} is not valid JSON ({e.msg} at line {e.lineno}).") from None
+    return validate_record(record, where=str(p))
+
+
+def _rows_at(record: Mapping[str, Any], attack: str, norm: str, eps: float) -> list[Mapping[str, Any]]:
+    rows = []
+    for row in record.get("attacks") or []:
+        if row.get("attack") != attack:
+            continue
+        row_norm = NORM_ALIASES.get(str(row.get("norm", norm)).lower(), row.get("norm"))
+        if row_norm == norm and same_eps(_num(row.get("eps", eps)), eps):
+            rows.append(row)
+    return rows
+
+
+def sweep_auc(record: Mapping[str, Any], norm: str) -> float | None:
+    """Mean over attacks of the sweep AUC for ``norm`` (each attack's curve counted once)."""
+    per_attack: dict[str, float] = {}
+    for row in record.get("sweeps") or []:
+        row_norm = NORM_ALIASES.get(str(row.get("norm", "")).lower())
+        auc = _num(row.get("auc"))
+        if row_norm == norm and auc is not None:
+            per_attack.setdefault(str(row.get("attack")), auc)
+    return sum(per_attack.values()) / len(per_attack) if per_attack else None
+
+
+def summarize(record: Mapping[str, Any]) -> RecordSummary:
+    """Derive the leaderboard numbers of a (validated) record."""
+    validate_record(record)
+    ck = record["checkpoint"]
+    norm, eps = parse_threat(f"{record['threat']['norm']}:{record['threat']['eps']}")
+    aa = [a for a in (_num(r.get("accuracy")) for r in _rows_at(record, "autoattack", norm, eps)) if a is not None]
+    pgd = [a for a in (_num(r.get("accuracy")) for r in _rows_at(record, "pgd", norm, eps)) if a is not None]
+    min_pert = next((v for v in (_num(r.get("mean_min_norm")) for r in record.get("attacks") or []
+                                 if r.get("attack") == "min_linf") if v is not None), None)
+    checks = tuple(dict(c) for c in record.get("checks") or [] if isinstance(c, Mapping))
+    seed = ck.get("seed")
+    path = str(ck.get("path", ""))
+    member = str(ck.get("member") or "model")
+    return RecordSummary(
+        sha256=str(ck["sha256"]), path=path, model=model_name(path, member), arch=str(ck.get("arch", "")),
+        dataset=str(ck.get("dataset", "")), defense=str(ck.get("defense", "")),
+        defense_config=dict(ck.get("defense_config") or {}), member=member,
+        checkpoint_seed=int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None,
+        norm=norm, eps=eps, suite_name=str(record["suite"].get("name", "")), suite_hash=str(record["suite"]["hash"]),
+        n=int(record["n"]) if _num(record.get("n")) is not None else None,
+        seed=int(record["seed"]) if _num(record.get("seed")) is not None else None,
+        date=str(record.get("date", "")), versions=dict(record.get("versions") or {}),
+        clean=_num(record.get("clean_accuracy")), autoattack=min(aa) if aa else None, pgd=min(pgd) if pgd else None,
+        auc=sweep_auc(record, norm), min_pert=min_pert, robust=_num(record.get("robust_accuracy")), checks=checks,
+    )

@@ -1,0 +1,112 @@
+"""Rendering ranked leaderboard entries as a text table, CSV, Markdown or an HTML fragment."""
+from __future__ import annotations
+
+import csv
+import html
+import io
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from robustbench_lite.errors import BenchError
+
+if TYPE_CHECKING:
+    from .leaderboard import Entry
+
+TEXT_COLUMNS = ("model", "defense", "arch", "dataset", "threat")
+# metric -> decimals shown
+DECIMALS = {"clean": 2, "autoattack": 2, "pgd": 2, "robust": 2, "auc": 3, "min_pert": 5, "sum": 2, "ardist": 3}
+
+
+def columns(with_source: bool) -> list[str]:
+    cols = ["rank", *TEXT_COLUMNS, *DECIMALS, "sanity", "n", "seeds"]
+    return [*cols, "source"] if with_source else cols
+
+
+def _fmt(metric: str, value: tuple[float | None, float | None]) -> str:
+    mean, std = value
+    if mean is None:
+        return ""
+    d = DECIMALS[metric]
+    mean = 0.0 if round(mean, d) == 0 else mean  # no "-0.000"
+    return f"{mean:.{d}f}" if std is None else f"{mean:.{d}f} ± {std:.{d}f}"
+
+
+def cells(rank: int, e: "Entry", with_source: bool) -> list[str]:
+    """The display strings of one entry, in :func:`columns` order."""
+    row = [str(rank), e.model, e.defense, e.arch, e.dataset, e.threat]
+    row += [_fmt(m, e.values.get(m, (None, None))) for m in DECIMALS]
+    row += [e.sanity, e.n, "" if e.seeds is None else str(e.seeds)]
+    return [*row, e.source] if with_source else row
+
+
+def _text(entries: Sequence["Entry"], with_source: bool) -> str:
+    head = columns(with_source)
+    rows = [cells(i + 1, e, with_source) for i, e in enumerate(entries)]
+    widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(head)]
+    right = {j for j, h in enumerate(head) if h in DECIMALS or h in ("rank", "n", "seeds")}
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if j in right else v.ljust(w) for j, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    out = [line(head), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows] if rows else ["(no entries)"]
+    return "\n".join(out) + "\n"
+
+
+def _markdown(entries: Sequence["Entry"], with_source: bool) -> str:
+    head = columns(with_source)
+    align = ["---:" if h in DECIMALS or h in ("rank", "n", "seeds") else "---" for h in head]
+
+    def line(values: Sequence[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+    out = [line(head), line(align)] + [line(cells(i + 1, e, with_source)) for i, e in enumerate(entries)]
+    return "\n".join(out) + "\n"
+
+
+def _html(entries: Sequence["Entry"], with_source: bool) -> str:
+    head = columns(with_source)
+    num = {j for j, h in enumerate(head) if h in DECIMALS or h in ("rank", "n", "seeds")}
+    out = ['<table class="leaderboard">', "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+           + "</tr></thead>", "<tbody>"]
+    for i, e in enumerate(entries):
+        tds = "".join(f'<td class="num">{html.escape(v)}</td>' if j in num else f"<td>{html.escape(v)}</td>"
+                      for j, v in enumerate(cells(i + 1, e, with_source)))
+        cls = ' class="published"' if e.published else (' class="failed"' if e.failed_checks else "")
+        out.append(f"<tr{cls}>{tds}</tr>")
+    out += ["</tbody>", "</table>"]
+    return "\n".join(out) + "\n"
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else repr(round(v, 6))
+
+
+def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
+    """Machine-readable: numbers as numbers, each metric's std in its own ``*_std`` column."""
+    head = ["rank", *TEXT_COLUMNS]
+    for m in DECIMALS:
+        head += [m, f"{m}_std"]
+    head += ["sanity", "n", "seeds", "published", "source"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for i, e in enumerate(entries):
+        row: list[str] = [str(i + 1), e.model, e.defense, e.arch, e.dataset, e.threat]
+        for m in DECIMALS:
+            mean, std = e.values.get(m, (None, None))
+            row += [_num(mean), _num(std)]
+        row += [e.sanity, e.n, "" if e.seeds is None else str(e.seeds), str(e.published).lower(), e.source]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+RENDERERS: dict[str, Callable[[Sequence["Entry"], bool], str]] = {
+    "table": _text, "csv": _csv, "markdown": _markdown, "html": _html,
+}
+
+
+def render_table(entries: Sequence["Entry"], fmt: str = "table", with_source: bool = False) -> str:
+    """Render ranked entries; ``fmt`` is one of ``table``, ``csv``, ``markdown``, ``html``."""
+    if fmt not in RENDERERS:
+        raise BenchError(f"unknown format {fmt!r}; valid: {', '.join(RENDERERS)}.")
+    return RENDERERS[fmt](entries, with_source)
