@@ -5,7 +5,13 @@ Output folder layout (column names documented in the README):
 - ``per_example.csv``   one row per example: clean_correct and robust[...] per (attack, eps)
 - ``summary.csv``       one row per (attack, eps); clean accuracy is the row ``clean``
 - ``sweeps.csv``        accuracy per eps and normalised AUC per (attack, norm) with several eps
+- ``checks.json``       the sanity checks (suites with ``checks = true``): name, passed, detail
 - ``result.json``       everything above aggregated, with provenance
+
+Sharding: ``EvalOptions(shard="i/k")`` evaluates the i-th (0-based) of k contiguous shards of the
+examples into its own folder; shard boundaries fall on multiples of ``batch_size`` so that every
+attack batch, and so every random draw, is the one an unsharded run makes. :func:`merge` joins
+shard folders by example index into the outputs of the unsharded run.
 """
 from __future__ import annotations
 
@@ -49,6 +55,27 @@ class EvalOptions:
     member: str | None = None
     arch: str | None = None
     dataset: str | None = None
+    shard: str | None = None  # "i/k": the i-th of k contiguous shards (0-based)
+    check_examples: int = 100  # clean sample size of the model checks
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/k"`` -> (i, k) with 0 <= i < k."""
+    try:
+        i_s, k_s = str(text).split("/")
+        i, k = int(i_s), int(k_s)
+    except ValueError:
+        raise BenchError(f"--shard {text!r} must look like i/k, e.g. 0/4 (0-based).") from None
+    if k < 1 or not 0 <= i < k:
+        raise BenchError(f"--shard {text!r}: need 0 <= i < k.")
+    return i, k
+
+
+def shard_bounds(n: int, i: int, k: int, block: int) -> tuple[int, int]:
+    """Contiguous positions [start, stop) of shard i of k over n examples, in whole blocks."""
+    blocks = -(-n // block)
+    b0, b1 = (blocks * i) // k, (blocks * (i + 1)) // k
+    return min(n, b0 * block), min(n, b1 * block)
 
 
 def evaluate(model_path: str | Path, out_dir: str | Path, options: EvalOptions = EvalOptions()) -> dict[str, Any]:
@@ -81,6 +108,16 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     threat = _threat_for(ckpt, options)
     data = spec.load("test", options.data_dir)
     idx = class_balanced_indices(data.targets, options.n_examples)
+    n_total = len(idx)
+    shard_info = None
+    offset = 0
+    if options.shard:
+        si, sk = parse_shard(options.shard)
+        offset, stop = shard_bounds(n_total, si, sk, options.batch_size)
+        if stop <= offset:
+            raise BenchError(f"shard {options.shard} of {n_total} examples in batches of {options.batch_size} is empty; use fewer shards.")
+        idx = idx[offset:stop]
+        shard_info = {"index": si, "count": sk, "start": offset, "stop": stop, "n_total": n_total}
     x, y = data.batch(idx)
     if x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all():
         raise BenchError(f"the {ckpt.dataset} inputs are outside [0,1]; normalisation belongs inside the model.")
@@ -95,31 +132,73 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     if not torch.isfinite(probe).all():
         raise BenchError("the model's logits contain NaN or inf on clean inputs; it cannot be evaluated.")
     sha = sha256_file(checkpoint_path) if checkpoint_path else None
-    fingerprint = {"suite": suite.hash, "seed": options.seed, "n": len(idx), "checkpoint": sha, "member": ckpt.member,
-                   "threat": threat.to_dict(), "cascade": not options.all_points and suite.cascade}
+    fingerprint = make_fingerprint(suite, options.seed, n_total, sha, ckpt.member, threat,
+                                   not options.all_points and suite.cascade, options.batch_size, options.shard)
     ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
                      cascade=False if options.all_points else None,
-                     standard_eps={k: ThreatModel.parse(f"{k}:{v}").eps for k, v in spec.eps.items()})
+                     standard_eps={k: ThreatModel.parse(f"{k}:{v}").eps for k, v in spec.eps.items()}, offset=offset)
     out.mkdir(parents=True, exist_ok=True)
     clean, parts = run_tasks(model, x, y, ctx)
     record = build_record(clean, parts, threat)
+    if suite.checks:
+        from robustbench_lite.utils import frozen
+
+        from .checks import model_checks, result_checks
+
+        m = min(len(x), options.check_examples)
+        with frozen(model):
+            record["checks"] = model_checks(model, x[:m], y[:m]) + result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
     record.update({
         "format": "robustbench_lite/result", "format_version": 1,
         "checkpoint": {"path": str(checkpoint_path) if checkpoint_path else None, "sha256": sha, "arch": ckpt.arch,
                        "dataset": ckpt.dataset, "defense": ckpt.defense, "defense_config": ckpt.defense_config,
                        "member": ckpt.member, "num_classes": ckpt.num_classes,
                        "seed": ckpt.defense_config.get("seed") if isinstance(ckpt.defense_config, dict) else None},
-        "suite": {"name": suite.name, "hash": suite.hash, "cascade": fingerprint["cascade"]},
+        "suite": {"name": suite.name, "hash": suite.hash, "cascade": fingerprint["cascade"], "text": suite.text},
         "threat": threat.to_dict(), "seed": options.seed, "n": len(idx), "indices": [int(i) for i in idx],
+        "labels": [int(v) for v in y.tolist()], "batch_size": options.batch_size,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "versions": library_versions(),
         "device": str(device),
     })
-    write_per_example(out / "per_example.csv", [int(i) for i in idx], y.tolist(), clean, parts)
-    atomic_write_text(out / "summary.csv", summary_csv(record))
-    atomic_write_text(out / "sweeps.csv", sweeps_csv(record))
-    atomic_write_json(out / "result.json", record)
+    if shard_info:
+        record["shard"] = shard_info
+    write_outputs(out, record, clean, parts)
     return record
 
+
+def make_fingerprint(suite: Suite, seed: int, n_total: int, sha: str | None, member: str | None, threat: ThreatModel,
+                     cascade: bool, batch_size: int, shard: str | None) -> dict[str, Any]:
+    """What must match for a finished part on disk to be reused (resume, merge)."""
+    return {"suite": suite.hash, "seed": seed, "n": n_total, "checkpoint": sha, "member": member,
+            "threat": threat.to_dict(), "cascade": cascade, "batch_size": batch_size, "shard": shard}
+
+
+def write_outputs(out: Path, record: dict[str, Any], clean: list[bool], parts: list[Part]) -> None:
+    record["transfer"] = transfer_rows(parts)
+    for r in record["transfer"]:
+        r["target"] = (record.get("checkpoint") or {}).get("path")
+    if not record["transfer"]:
+        del record["transfer"]
+    write_per_example(out / "per_example.csv", record["indices"], record["labels"], clean, parts)
+    atomic_write_text(out / "summary.csv", summary_csv(record))
+    atomic_write_text(out / "sweeps.csv", sweeps_csv(record))
+    if record.get("checks"):
+        atomic_write_json(out / "checks.json", record["checks"])
+    atomic_write_json(out / "result.json", record)
+
+
+def transfer_rows(parts: list[Part]) -> list[dict[str, Any]]:
+    """ACT Table 3 convention: % of the target's clean-correct points the transferred examples break."""
+    rows = []
+    for p in parts:
+        if p.attack != "transfer":
+            continue
+        att = [a for a in p.attacked]
+        n = sum(att)
+        broken = sum(1 for a, r in zip(att, p.robust) if a and not r)
+        rows.append({"surrogate": (p.config or {}).get("surrogate"), "target": None, "norm": p.norm, "eps": p.eps,
+                     "n": n, "success_rate": round(100.0 * broken / n, 2) if n else None})
+    return rows
 
 def _pct(mask: torch.Tensor) -> float:
     return round(100.0 * mask.float().mean().item(), 2) if len(mask) else 0.0
@@ -176,3 +255,89 @@ def summary_csv(record: dict[str, Any]) -> str:
 
 def sweeps_csv(record: dict[str, Any]) -> str:
     return _csv(record["sweeps"], ["attack", "norm", "eps", "accuracy", "auc"])
+
+
+def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Join the folders of ``bench eval --shard i/k`` runs by example index into ``out_dir``: the
+    same parts, per_example.csv, summary.csv, sweeps.csv, checks.json and result.json as the
+    unsharded run. Result checks are recomputed on the merged parts; the model checks are those
+    of the first shard (an unsharded run samples its first examples, which the first shard holds)."""
+    import json
+
+    from torch import nn
+
+    from .checks import MODEL_CHECKS, result_checks
+    from .suite import parse_suite
+
+    dirs = [Path(d) for d in shard_dirs]
+    recs = []
+    for d in dirs:
+        f = d / "result.json"
+        if not f.is_file():
+            raise BenchError(f"{d} has no result.json: finish that shard before merging.")
+        rec = json.loads(f.read_text())
+        if "shard" not in rec:
+            raise BenchError(f"{d} is not a shard folder (it was not made with --shard).")
+        recs.append((rec["shard"]["start"], d, rec))
+    recs.sort(key=lambda t: t[0])
+    first = recs[0][2]
+    same = ("seed", "threat", "batch_size")
+    for _, d, rec in recs:
+        if (rec["suite"]["hash"] != first["suite"]["hash"] or rec["checkpoint"]["sha256"] != first["checkpoint"]["sha256"]
+                or rec["suite"]["cascade"] != first["suite"]["cascade"] or rec["shard"]["n_total"] != first["shard"]["n_total"]
+                or any(rec.get(k) != first.get(k) for k in same)):
+            raise BenchError(f"{d} was made with another checkpoint, suite, seed, threat or example set than {recs[0][1]}.")
+    n_total = first["shard"]["n_total"]
+    pos = 0
+    for start, d, rec in recs:
+        if start != pos:
+            raise BenchError(f"the shards do not cover the examples contiguously: {'missing' if start > pos else 'overlapping'} "
+                             f"positions at {min(start, pos)} (shard folder {d}).")
+        pos = rec["shard"]["stop"]
+    if pos != n_total:
+        raise BenchError(f"the shards cover {pos} of {n_total} examples: a shard is missing.")
+    out = Path(out_dir)
+    parts_out = out / "parts"
+    parts_out.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in (recs[0][1] / "parts").glob("*.json"))
+    fingerprint = None
+    for name in names:
+        merged: dict[str, Any] | None = None
+        for _, d, _rec in recs:
+            f = d / "parts" / name
+            if not f.is_file():
+                raise BenchError(f"{d} lacks the finished part {name}: finish that shard (--resume) before merging.")
+            data = json.loads(f.read_text())
+            part = data["part"]
+            if merged is None:
+                merged = dict(part)
+                fingerprint = {**data["fingerprint"], "shard": None}
+                continue
+            for k in ("robust", "attacked"):
+                merged[k] = merged[k] + part[k]
+            if merged.get("norms") is not None:
+                merged["norms"] = merged["norms"] + part["norms"]
+            for k in ("seconds", "forwards", "backwards"):
+                merged[k] += part[k]
+        atomic_write_json(parts_out / name, {"fingerprint": fingerprint, "part": merged})
+    suite = parse_suite(first["suite"]["text"], default_name=first["suite"]["name"])
+    threat = ThreatModel.from_dict(first["threat"])
+    spec = get_dataset(first["checkpoint"]["dataset"])
+    all_points = suite.cascade and not first["suite"]["cascade"]
+    ctx = RunContext(suite, threat, first["seed"], first["batch_size"], out, fingerprint or {}, resume=True,
+                     cascade=False if all_points else None,
+                     standard_eps={k: ThreatModel.parse(f"{k}:{v}").eps for k, v in spec.eps.items()}, reuse_only=True)
+    labels = [v for _, _, rec in recs for v in rec["labels"]]
+    y = torch.tensor(labels)
+    clean, parts = run_tasks(nn.Identity(), torch.zeros(n_total, 1), y, ctx)
+    record = build_record(clean, parts, threat)
+    if suite.checks:
+        record["checks"] = [c for c in first.get("checks", []) if c["name"] in MODEL_CHECKS] + \
+            result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
+    record.update({k: first[k] for k in ("format", "format_version", "checkpoint", "suite", "threat", "seed", "versions",
+                                         "device", "batch_size") if k in first})
+    record.update({"n": n_total, "indices": [i for _, _, rec in recs for i in rec["indices"]], "labels": labels,
+                   "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                   "merged_from": [str(d) for _, d, _ in recs]})
+    write_outputs(out, record, clean, parts)
+    return record

@@ -110,12 +110,20 @@ class RunContext:
     resume: bool = False
     cascade: bool | None = None
     standard_eps: dict[str, float] = field(default_factory=dict)  # dataset's radius per norm
+    reuse_only: bool = False  # merge: every part must already be on disk; never run an attack
+    offset: int = 0  # position of x[0] in the full evaluation order (a shard's start; a multiple of batch_size)
 
 
 def _eps_list(spec: AttackSpec, ctx: RunContext) -> tuple[str, tuple[float, ...]]:
-    norm = spec.norm or ctx.threat.norm
+    # an attack made for one norm (cw_l2, deepfool_linf, ...) keeps it unless the suite says otherwise
+    norm = spec.norm or (ctx.threat.norm if ctx.threat.norm in spec.attack.norms_supported else spec.attack.norm)
     if spec.eps is not None:
         return norm, spec.eps
+    if spec.eps_scale is not None:
+        base = ctx.threat.eps if norm == ctx.threat.norm else ctx.standard_eps.get(norm)
+        if base is None:
+            raise BenchError(f"attack {spec.label!r} scales the {norm} radius but the dataset has no standard {norm} radius.")
+        return norm, tuple(sorted({round(s * base, 10) for s in spec.eps_scale}))
     if norm == ctx.threat.norm:
         return norm, (ctx.threat.eps,)
     if norm in ctx.standard_eps:
@@ -134,6 +142,7 @@ def run_tasks(model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> tuple[
         clean_path = parts_dir / "000_clean.json"
         clean = _reuse(clean_path, ctx)
         if clean is None:
+            _forbid_run("clean", ctx)
             t0 = time.perf_counter()
             correct = predict(counted, x, ctx.batch_size) == y
             clean = Part("clean", "clean", "clean", ctx.threat.norm, 0.0, correct.tolist(), [True] * n, None,
@@ -146,7 +155,9 @@ def run_tasks(model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> tuple[
         for i, spec in enumerate(ctx.suite.attacks):
             norm, eps_list = _eps_list(spec, ctx)
             attack = spec.attack if spec.attack.norm == norm else dataclasses.replace(spec.attack, norm=norm)
-            new_parts = _run_spec(counted, x, y, clean_correct, i + 1, spec, attack, norm, eps_list, broken, cascade, ctx)
+            # --all-points (ctx.cascade False) wins; otherwise an entry's own cascade wins over the suite's
+            casc = cascade if (ctx.cascade is not None or spec.cascade is None) else spec.cascade
+            new_parts = _run_spec(counted, x, y, clean_correct, i + 1, spec, attack, norm, eps_list, broken, casc, ctx)
             parts.extend(new_parts)
     return clean.robust, parts
 
@@ -194,7 +205,10 @@ def _run_spec(counted: CountingModel, x: Tensor, y: Tensor, clean_correct: Tenso
             if eps == 0:
                 todo[:] = False
             part = _attack_part(counted, x, y, todo, attack, eps, key, spec, norm, eps, ctx, index)
-            part.robust = (torch.tensor(part.robust, device=dev) & ~own_broken).tolist()
+            # points not attacked (eps 0, or already broken by another attack in cascade mode) count as
+            # robust to this attack; those it broke at a smaller eps of its sweep stay broken
+            skipped = clean_correct & ~todo
+            part.robust = ((torch.tensor(part.robust, device=dev) | skipped) & ~own_broken).tolist()
             _write(path, part, ctx)
         robust = torch.tensor(part.robust, dtype=torch.bool, device=dev)
         broke = clean_correct & ~robust
@@ -206,29 +220,48 @@ def _run_spec(counted: CountingModel, x: Tensor, y: Tensor, clean_correct: Tenso
 
 def _attack_part(counted: CountingModel, x: Tensor, y: Tensor, todo: Tensor, attack: Attack, eps: float | None,
                  key: str, spec: AttackSpec, norm: str, eps_value: float, ctx: RunContext, index: int) -> Part:
+    _forbid_run(key, ctx)
     n = len(x)
     idx = todo.nonzero().flatten()
-    robust = todo.clone()  # points not attacked: clean-correct ones stay robust, the rest stay False
-    robust |= torch.zeros_like(todo)
+    robust = todo.clone()  # attacked points start robust; the caller decides about the others
     norms: Tensor | None = None
     f0, b0 = counted.forwards, counted.backwards
     t0 = time.perf_counter()
-    gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}".encode()))
     if attack.minimum_norm:
         norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
         norms[~todo] = 0.0  # misclassified clean points need no perturbation
     if len(idx):
-        out = attack.perturb(counted, x[idx], y[idx], eps=eps, generator=gen, batch_size=ctx.batch_size)
-        _check_output(out.x_adv, x[idx], attack, eps)
-        robust[idx] = ~out.success
-        if norms is not None and out.norms is not None:
-            norms[idx] = torch.where(out.success, out.norms.double(), torch.full_like(out.norms.double(), float("inf")))
+        outs = []
+        for start, sel in _blocks(idx, ctx):
+            # one generator per block of global positions: a block's random draws do not depend on
+            # which shard it is evaluated in, so merged shards equal an unsharded run
+            gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}:{start}".encode()))
+            outs.append(attack.run(counted, x[sel], y[sel], eps=eps, generator=gen))
+        x_adv = torch.cat([o.x_adv for o in outs])
+        success = torch.cat([o.success for o in outs]).to(torch.bool)
+        _check_output(x_adv, x[idx], attack, eps)
+        robust[idx] = ~success
+        if norms is not None and outs[0].norms is not None:
+            out_norms = torch.cat([o.norms for o in outs]).double()  # type: ignore[misc]
+            norms[idx] = torch.where(success, out_norms, torch.full_like(out_norms, float("inf")))
     seconds = time.perf_counter() - t0
     part = Part(key, spec.name, spec.label, norm, eps_value, robust.tolist(), todo.tolist(),
                 norms.tolist() if norms is not None else None, seconds,
                 counted.forwards - f0, counted.backwards - b0, attack.config())
     logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, len(idx), n, 100 * robust.float().mean().item(), seconds)
     return part
+
+
+def _forbid_run(key: str, ctx: RunContext) -> None:
+    if ctx.reuse_only:
+        raise BenchError(f"the part {key} is not finished in every shard; finish the shards (--resume) before merging.")
+
+
+def _blocks(idx: Tensor, ctx: RunContext) -> list[tuple[int, Tensor]]:
+    """Split the attacked local indices ``idx`` by blocks of ``batch_size`` global positions."""
+    glob = idx + ctx.offset
+    block = torch.div(glob, ctx.batch_size, rounding_mode="floor")
+    return [(int(b) * ctx.batch_size, idx[block == b]) for b in torch.unique(block)]
 
 
 def _check_output(x_adv: Tensor, x: Tensor, attack: Attack, eps: float | None) -> None:

@@ -10,6 +10,10 @@ Format::
     label = "pgd20"          # optional display name (default: name)
     norm = "linf"            # optional; default the evaluation's threat norm
     eps = ["0.1", "0.3"]     # optional; one value or a sweep; default the threat's eps
+    eps_scale = [0.5, 1, 2]  # optional instead of eps: multiples of the dataset's standard radius
+                             # for the attack's norm (the threat's eps when it is the threat norm)
+    cascade = false          # optional; overrides the suite's cascade for this attack (black-box
+                             # attacks use it so their own accuracy, compared in the checks, is exact)
     steps = 20               # any option of the attack's class
 
 Unknown keys or attack names are clear errors listing what is valid.
@@ -34,7 +38,7 @@ else:  # pragma: no cover
 
 SUITES_DIR = Path(__file__).parent / "suites"
 _TOP_KEYS = {"name", "description", "cascade", "attacks", "checks", "surrogates", "max_eps"}
-_ENTRY_KEYS = {"name", "label", "norm", "eps"}
+_ENTRY_KEYS = {"name", "label", "norm", "eps", "eps_scale", "cascade"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class AttackSpec:
     attack: Attack
     norm: str | None
     eps: tuple[float, ...] | None
+    cascade: bool | None = None  # None: the suite's setting
+    eps_scale: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,15 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         eps: tuple[float, ...] | None = None
         if eps_v is not None:
             eps = tuple(sorted(parse_eps(e) for e in (eps_v if isinstance(eps_v, list) else [eps_v])))
+        scale_v = entry.get("eps_scale")
+        scale: tuple[float, ...] | None = None
+        if scale_v is not None:
+            if eps is not None:
+                raise BenchError(f"attack {name!r}: give 'eps' or 'eps_scale', not both.")
+            vals = scale_v if isinstance(scale_v, list) else [scale_v]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in vals):
+                raise BenchError(f"attack {name!r}: 'eps_scale' must be non-negative numbers.")
+            scale = tuple(sorted(float(v) for v in vals))
         for k, v in list(opts.items()):
             if isinstance(v, list):
                 opts[k] = tuple(v)
@@ -115,7 +130,19 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
             raise BenchError(f"two suite attacks share the label {label!r}; give one a distinct 'label'.")
         labels.add(label)
         attack = create_attack(name, **({"norm": norm} if norm else {}), **opts)
-        specs.append(AttackSpec(name, label, attack, norm, eps))
+        casc = entry.get("cascade")
+        if casc is not None and not isinstance(casc, bool):
+            raise BenchError(f"attack {label!r}: 'cascade' must be true or false.")
+        specs.append(AttackSpec(name, label, attack, norm, eps, casc, scale))
+    surrogates = data.get("surrogates", [])
+    if not isinstance(surrogates, list) or not all(isinstance(v, str) for v in surrogates):
+        raise BenchError("'surrogates' must be a list of checkpoint paths.")
+    for path in surrogates:  # each adds a black-box transfer attack (evaluations.attacks.transfer)
+        label = f"transfer[{Path(path).stem}]"
+        specs.append(AttackSpec("transfer", label, create_attack("transfer", surrogate=path), None, None, False))
+    max_eps = data.get("max_eps", {})
+    if not isinstance(max_eps, dict) or not all(k in NORMS for k in max_eps):
+        raise BenchError(f"'max_eps' must be a table norm = eps with norms among {', '.join(NORMS)}.")
     return Suite(
         name=str(data.get("name", default_name)),
         description=str(data.get("description", "")),
@@ -125,5 +152,5 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         text=text,
         checks=bool(data.get("checks", False)),
         surrogates=tuple(data.get("surrogates", ())),
-        extra={k: data[k] for k in ("max_eps",) if k in data},
+        extra={"max_eps": {k: parse_eps(v) for k, v in max_eps.items()}} if max_eps else {},
     )

@@ -115,23 +115,29 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--db", default="runs/leaderboard.sqlite", help="leaderboard database the result is recorded in")
     p.add_argument("--no-db", action="store_true", help="do not record the result in the leaderboard database")
+    p.add_argument("--shard", default=None, metavar="I/K",
+                   help="evaluate the I-th (0-based) of K contiguous shards of the examples into its own folder "
+                   "(not recorded in the leaderboard); join the folders with `bench merge`")
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from evaluations.evaluate import EvalOptions, evaluate
+    from evaluations.evaluate import EvalOptions, evaluate, parse_shard
 
     out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{Path(args.suite).stem}"
+    if args.shard and not args.out:
+        i, k = parse_shard(args.shard)
+        out = out.with_name(f"{out.name}-shard{i}of{k}")
     opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
                        seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
-                       data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset)
+                       data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset, shard=args.shard)
     try:
         rec = evaluate(args.model, out, opts)
     except KeyboardInterrupt:
         print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
         return 130
     print(format_summary(rec))
-    if not args.no_db:
+    if not args.no_db and not args.shard:  # a shard is partial: record the merged result instead
         record_in_leaderboard(args.db, rec, out / "result.json")
         print(f"recorded in {args.db}")
     print(f"results: {out}")
@@ -149,50 +155,72 @@ def format_summary(rec: dict[str, Any]) -> str:
     for r in rec["summary"]:
         lines.append(f"{r['attack']:<16}{r['norm']:<6}{r['eps']:>9.4g}{r['accuracy']:>9.2f}{r['worst_case']:>9.2f}{r['seconds']:>9.1f}")
     lines.append(f"robust accuracy (worst case at {rec['threat']['norm']}:{rec['threat']['eps']:.4g}): {rec['robust_accuracy']:.2f}%")
+    checks = rec.get("checks") or []
+    failed = [c for c in checks if not c["passed"]]
+    lines += [f"CHECK FAILED {c['name']}: {c['detail']}" for c in failed]
+    if checks:
+        lines.append(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed (docs/checks.md explains each)")
     return "\n".join(lines)
 
 
 # -- demo -----------------------------------------------------------------------------------------
 
+DEMO_FILE = Path(__file__).with_name("demo.toml")
+
+
 def add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="the end-to-end demo on MNIST-5k (what `make demo` runs)",
-                       description="Train natural and Madry small_cnn models on MNIST-5k with their presets, "
-                       "evaluate both with the quick suite and print a comparison table.",
+    p = sub.add_parser("demo", help="the end-to-end showcase on MNIST-5k (what `make demo` runs)",
+                       description="Train every recipe listed in robustbench_lite/demo.toml with its MNIST-5k preset, "
+                       "evaluate each with the demo suite, record them in OUT/leaderboard.sqlite, write the report "
+                       "to OUT/report and print the leaderboard.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--n-examples", type=int, default=500, help="test examples per evaluation (class-balanced)")
+    p.add_argument("--defenses", nargs="+", default=None, help="recipes to run (default: the list in demo.toml)")
+    p.add_argument("--n-examples", type=int, default=None, help="test examples per evaluation (default: demo.toml)")
+    p.add_argument("--suite", default=None, help="evaluation suite (default: demo.toml)")
     p.add_argument("--device", default=None, help="cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="reuse finished training and evaluation")
+    p.add_argument("--resume", action="store_true", help="reuse finished training and evaluation in OUT")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
+    import tomllib
 
     from defenses import build_config, train
     from evaluations.evaluate import EvalOptions, evaluate
+    from reports.baselines import load_baselines
+    from reports.leaderboard import leaderboard
+    from reports.report import build_report
+    from reports.store import load_records
 
+    plan = tomllib.loads(DEMO_FILE.read_text())
+    defenses = args.defenses or plan["defenses"]
+    suite = args.suite or plan["suite"]
+    n = args.n_examples or plan["n_examples"]
     out = Path(args.out)
+    db = out / "leaderboard.sqlite"
     t0 = time.perf_counter()
-    rows = []
-    for defense in ("natural", "madry"):
+    timings: list[tuple[str, float, float]] = []
+    for defense in defenses:
         run = out / defense
         ckpt = run / "checkpoint.pt"
         cfg = build_config(defense, "mnist5k", {})
+        t1 = time.perf_counter()
         if not (args.resume and ckpt.exists() and _finished(ckpt, cfg.epochs)):
             if ckpt.exists() and not args.resume:
                 ckpt.unlink()
             train(cfg, run, resume=args.resume, device=args.device)
-        rec = evaluate(ckpt, run / "eval-quick", EvalOptions(suite="quick", n_examples=args.n_examples,
-                                                             device=args.device, resume=args.resume))
-        rows.append((defense, rec))
-    print(f"\nMNIST-5k, small_cnn, {args.n_examples} test examples, Linf eps 0.3 ({time.perf_counter() - t0:.0f} s in all)")
-    print(f"{'defense':<10}{'clean %':>10}{'PGD-20 %':>10}{'AutoAttack %':>14}{'worst %':>10}")
-    for defense, rec in rows:
-        acc = {a["attack"]: a["accuracy"] for a in rec["attacks"]}
-        print(f"{defense:<10}{rec['clean_accuracy']:>10.2f}{acc.get('pgd', float('nan')):>10.2f}"
-              f"{acc.get('autoattack', float('nan')):>14.2f}{rec['robust_accuracy']:>10.2f}")
-    print(f"results: {out}")
+        t2 = time.perf_counter()
+        ev = run / f"eval-{suite}"
+        rec = evaluate(ckpt, ev, EvalOptions(suite=suite, n_examples=n, device=args.device, resume=args.resume))
+        record_in_leaderboard(db, rec, ev / "result.json")
+        timings.append((defense, t2 - t1, time.perf_counter() - t2))
+    files = build_report(load_records(db), out / "report", baselines=load_baselines())
+    print(f"\nMNIST-5k, small_cnn presets, {n} class-balanced test examples, Linf eps 0.3, suite {suite}")
+    print(leaderboard(db, fmt="table"))
+    print("\n" + "  ".join(f"{d}: train {a:.0f}s eval {b:.0f}s" for d, a, b in timings))
+    print(f"total {time.perf_counter() - t0:.0f} s; report: {files.html}; results: {out}")
     return 0
 
 

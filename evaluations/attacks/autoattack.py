@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from robustbench_lite.utils import frozen
+
 from .base import Attack, AttackOutput, predict, register_attack
 
 logger = logging.getLogger(__name__)
@@ -21,8 +23,9 @@ def _seed_of(generator: torch.Generator) -> int:
 @dataclass(frozen=True, kw_only=True)
 class AutoAttackStandard(Attack):
     """AutoAttack, ``version="standard"`` by default: APGD-CE, APGD-T, FAB-T, Square, each run only
-    on points still robust (pyautoattack's own cascade). ``attacks`` with ``version="custom"`` picks
-    a subset. The seed comes from the runner's generator, so runs are reproducible."""
+    on points still robust (pyautoattack's own cascade). ``attacks`` with ``version="standard"`` runs
+    that subset with the standard settings (100 iterations, 9 targets, 5000 queries); with
+    ``version="custom"`` pyautoattack's custom settings apply. The seed comes from the runner's generator, so runs are reproducible."""
 
     version: str = "standard"
     attacks: tuple[str, ...] | None = None
@@ -32,6 +35,11 @@ class AutoAttackStandard(Attack):
     def make(self, model: nn.Module, eps: float, seed: int, device: torch.device):  # type: ignore[no-untyped-def]
         from pyautoattack import AutoAttack
 
+        if self.version == "standard" and self.attacks:
+            # the standard configuration (iterations, restarts, targets, queries), restricted to a subset
+            aa = AutoAttack(model, norm=_AA_NORM[self.norm], eps=eps, version="standard", seed=seed, device=device)
+            aa.attacks_to_run = [a for a in aa.attacks_to_run if a in self.attacks]
+            return aa
         kw = {"attacks": list(self.attacks)} if self.attacks else {}
         return AutoAttack(model, norm=_AA_NORM[self.norm], eps=eps, version=self.version, seed=seed, device=device, **kw)
 
@@ -39,7 +47,8 @@ class AutoAttackStandard(Attack):
             generator: torch.Generator) -> AttackOutput:
         assert eps is not None
         aa = self.make(model, eps, _seed_of(generator), x.device)
-        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
+        with frozen(model, eval_mode=False):  # pyautoattack calls backward(): no weight gradient may accumulate
+            x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
         x_adv = x_adv.to(x.device)
         return AttackOutput(x_adv, predict(model, x_adv) != y)
 
@@ -52,5 +61,11 @@ class Square(AutoAttackStandard):
 
     version: str = "custom"
     attacks: tuple[str, ...] | None = ("square",)
+    n_queries: int = 5000
     white_box = False
     norms_supported = ("linf", "l2")
+
+    def make(self, model: nn.Module, eps: float, seed: int, device: torch.device):  # type: ignore[no-untyped-def]
+        aa = super().make(model, eps, seed, device)
+        aa.square.n_queries = self.n_queries
+        return aa

@@ -1,0 +1,220 @@
+"""Sanity checks that flag gradient obfuscation and broken evaluations (docs/checks.md).
+
+Each check is ``{"name", "passed", "detail"}``. Two families:
+
+- :func:`model_checks` probe the model on a sample of clean inputs, as AutoAttack's own flags do
+  (``pyautoattack.checks``, reimplemented so they return results instead of warnings):
+  ``deterministic_output``, ``logits_not_probabilities``, ``static_forward``,
+  ``nonzero_input_gradients``, ``finite_input_gradients``.
+- :func:`result_checks` read the per-example parts of a run: ``white_box_beats_black_box``,
+  ``more_steps_not_weaker``, ``monotone_in_eps``, ``large_eps_breaks``.
+
+A check with nothing to compare (e.g. no black-box attack in the suite) passes with a detail
+saying so. Example::
+
+    checks = model_checks(model, x[:100], y[:100]) + result_checks(parts, clean, suite)
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .attacks import ATTACKS
+from .losses import margin_loss
+
+Check = dict[str, Any]
+
+MARGIN_POINTS = 2.0       # noise margin in accuracy points, plus one binomial standard error
+LARGE_EPS_MAX_ACC = 2.0   # accuracy (%) a very large eps must drive the worst case below
+DEFAULT_MAX_EPS = {"linf": 1.0}
+MODEL_CHECKS = ("deterministic_output", "logits_not_probabilities", "static_forward", "nonzero_input_gradients",
+                "finite_input_gradients")
+
+
+def _check(name: str, passed: bool, detail: str) -> Check:
+    return {"name": name, "passed": bool(passed), "detail": detail}
+
+
+# -- model checks --------------------------------------------------------------------------------
+
+def model_checks(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *, repeats: int = 5) -> list[Check]:
+    """AutoAttack-style flags on a clean sample ``x`` (N,C,H,W) in [0,1], labels ``y`` (N,).
+    The model should be frozen and in eval mode (the runner's :func:`frozen`)."""
+    out: list[Check] = []
+    with torch.no_grad():
+        outs = [model(x) for _ in range(repeats)]
+    diff = max((o - outs[0]).abs().max().item() for o in outs)
+    preds_same = all(bool((o.argmax(1) == outs[0].argmax(1)).all()) for o in outs)
+    out.append(_check("deterministic_output", diff <= 1e-4 and preds_same,
+                      f"max |logit difference| over {repeats} forward passes of the same {len(x)} inputs: {diff:.2e} "
+                      "(a randomized defense needs an EOT evaluation, AutoAttack version='rand')"))
+    o = outs[0]
+    is_prob = bool(o.max() < 1 + 1e-5 and o.min() > -1e-5 and ((o.sum(-1) - 1).abs() < 1e-5).all())
+    out.append(_check("logits_not_probabilities", not is_prob,
+                      "the outputs look like probabilities (in [0,1], summing to 1): attacks need logits"
+                      if is_prob else "outputs are not a probability distribution (logits, as attacks expect)"))
+    calls = _count_grad_calls(model, x)
+    out.append(_check("static_forward", calls == 0,
+                      f"the forward pass calls autograd {calls} time(s): a dynamic defense (AutoAttack's check_dynamic)"
+                      if calls else "the forward pass makes no autograd calls"))
+    xg = x.detach().clone().requires_grad_(True)
+    grad = torch.autograd.grad(margin_loss(model(xg), y).sum(), xg, allow_unused=True)[0]
+    if grad is None:
+        grad = torch.zeros_like(x)
+    flat = grad.flatten(1)
+    nonfinite = int((~torch.isfinite(flat)).any(1).sum())
+    zero = int((flat.abs().sum(1) == 0).sum())
+    out.append(_check("nonzero_input_gradients", zero == 0,
+                      f"{zero} of {len(x)} points have an exactly zero input gradient of the logit margin "
+                      "(gradient masking: gradient attacks cannot move them)"))
+    out.append(_check("finite_input_gradients", nonfinite == 0,
+                      f"{nonfinite} of {len(x)} points have NaN or inf input gradients"))
+    return out
+
+
+_GRAD_FUNCS = ("grad", "backward", "_make_grads")
+
+
+def _count_grad_calls(model: Callable[[Tensor], Tensor], x: Tensor) -> int:
+    """How often a forward pass calls autograd (pyautoattack.checks.check_dynamic's trace)."""
+    count = 0
+
+    def trace(frame: Any, event: str, _arg: Any) -> None:
+        nonlocal count
+        if event == "call" and frame.f_code.co_name in _GRAD_FUNCS:
+            count += 1
+
+    old = sys.getprofile()
+    sys.setprofile(trace)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        sys.setprofile(old)
+    return count
+
+
+# -- result checks -------------------------------------------------------------------------------
+
+def _se_points(p: float, n: int) -> float:
+    return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+
+
+def _is_white_box(attack: str) -> bool:
+    try:
+        return bool(ATTACKS.get(attack).white_box)
+    except Exception:  # noqa: BLE001  (an attack unknown here, e.g. from a merged record)
+        return True
+
+
+def result_checks(parts: Sequence[Any], clean: Sequence[bool], *, max_eps: dict[str, float] | None = None) -> list[Check]:
+    """Checks over the per-example parts (:class:`evaluations.runner.Part`) of one run."""
+    clean_t = torch.tensor(list(clean), dtype=torch.bool)
+    return [_black_box(parts, clean_t), _more_steps(parts), _monotone(parts),
+            _large_eps(parts, clean_t, {**DEFAULT_MAX_EPS, **(max_eps or {})})]
+
+
+def _worst_white_box(parts: Sequence[Any], clean: Tensor, norm: str, eps: float) -> Tensor:
+    robust = clean.clone()
+    for p in parts:
+        if p.norm == norm and p.eps <= eps + 1e-12 and _is_white_box(p.attack):
+            robust &= torch.tensor(p.robust, dtype=torch.bool)
+    return robust
+
+
+def _black_box(parts: Sequence[Any], clean: Tensor) -> Check:
+    bb = [p for p in parts if not _is_white_box(p.attack)]
+    if not bb:
+        return _check("white_box_beats_black_box", True, "no black-box attack in the suite: nothing to compare")
+    fails, notes = [], []
+    for p in bb:
+        att = torch.tensor(p.attacked, dtype=torch.bool)
+        n = int(att.sum())
+        if n == 0:
+            continue
+        bb_acc = torch.tensor(p.robust, dtype=torch.bool)[att].float().mean().item()
+        wb_acc = _worst_white_box(parts, clean, p.norm, p.eps)[att].float().mean().item()
+        margin = MARGIN_POINTS + _se_points(bb_acc, n)
+        note = f"{p.key}: black-box {100 * bb_acc:.1f}% vs white-box worst case {100 * wb_acc:.1f}% on the same {n} points"
+        notes.append(note)
+        if 100 * (wb_acc - bb_acc) > margin:
+            fails.append(f"{note} (white box weaker by more than {margin:.1f} points)")
+    if fails:
+        return _check("white_box_beats_black_box", False, "; ".join(fails) + ": gradient obfuscation suspected")
+    return _check("white_box_beats_black_box", True, "; ".join(notes) or "no point was attacked black-box")
+
+
+def _pgd_signature(p: Any) -> tuple[Any, ...]:
+    c = p.config or {}
+    return (p.norm, round(p.eps, 9), c.get("loss", "ce"))
+
+
+def _more_steps(parts: Sequence[Any]) -> Check:
+    pgds = [p for p in parts if p.attack == "pgd" and p.eps > 0 and (p.config or {}).get("steps")]
+    fails, compared = [], 0
+    for a in pgds:
+        for b in pgds:
+            sa, sb = a.config["steps"] * a.config.get("restarts", 1), b.config["steps"] * b.config.get("restarts", 1)
+            if a is b or _pgd_signature(a) != _pgd_signature(b) or sb <= sa:
+                continue
+            common = torch.tensor(a.attacked, dtype=torch.bool) & torch.tensor(b.attacked, dtype=torch.bool)
+            n = int(common.sum())
+            if n == 0:
+                continue
+            compared += 1
+            acc_a = torch.tensor(a.robust)[common].float().mean().item()
+            acc_b = torch.tensor(b.robust)[common].float().mean().item()
+            margin = MARGIN_POINTS + _se_points(acc_a, n)
+            if 100 * (acc_b - acc_a) > margin:
+                fails.append(f"{b.key} ({sb} steps x restarts) {100 * acc_b:.1f}% > {a.key} ({sa}) {100 * acc_a:.1f}% "
+                             f"on {n} common points")
+    if fails:
+        return _check("more_steps_not_weaker", False, "; ".join(fails) + ": more PGD steps should never help the model")
+    return _check("more_steps_not_weaker", True, f"{compared} PGD pair(s) with more steps compared; none clearly weaker"
+                  if compared else "no two PGD runs at the same threat with different steps")
+
+
+def _monotone(parts: Sequence[Any]) -> Check:
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for p in parts:
+        groups.setdefault((p.label, p.norm), []).append((p.eps, sum(p.robust) / max(len(p.robust), 1)))
+    fails, sweeps = [], 0
+    for (label, norm), pts in groups.items():
+        if len(pts) < 2:
+            continue
+        sweeps += 1
+        pts.sort()
+        for (e0, a0), (e1, a1) in zip(pts, pts[1:]):
+            if a1 > a0 + 1e-12:
+                fails.append(f"{label} ({norm}): {100 * a1:.1f}% at eps {e1:g} > {100 * a0:.1f}% at eps {e0:g}")
+    if fails:
+        return _check("monotone_in_eps", False, "; ".join(fails))
+    return _check("monotone_in_eps", True, f"{sweeps} sweep(s), accuracy non-increasing in eps")
+
+
+def _large_eps(parts: Sequence[Any], clean: Tensor, max_eps: dict[str, float]) -> Check:
+    notes, fails = [], []
+    for norm, big in max_eps.items():
+        at = [p for p in parts if p.norm == norm and p.eps >= big - 1e-12]
+        if not at:
+            continue
+        e = max(p.eps for p in at)
+        robust = clean.clone()
+        for p in parts:
+            if p.norm == norm and p.eps <= e + 1e-12:
+                robust &= torch.tensor(p.robust, dtype=torch.bool)
+        acc = 100 * robust.float().mean().item()
+        note = f"worst case at {norm} eps {e:g}: {acc:.1f}%"
+        notes.append(note)
+        if acc > LARGE_EPS_MAX_ACC:
+            fails.append(note)
+    if fails:
+        return _check("large_eps_breaks", False, "; ".join(fails) +
+                      f" (should be <= {LARGE_EPS_MAX_ACC:g}%: the attacks cannot use a huge budget)")
+    if not notes:
+        return _check("large_eps_breaks", True, f"no attack at eps >= {max_eps}: nothing to check")
+    return _check("large_eps_breaks", True, "; ".join(notes))

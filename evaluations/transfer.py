@@ -1,0 +1,96 @@
+"""Black-box transfer between checkpoints (ACT Table 3 convention).
+
+For every surrogate S and target T: PGD-``steps`` examples are crafted on S (CE, uniform random
+start, step ``2.5 * eps / steps``, every step taken) for the same class-balanced test examples,
+and the success rate is the percentage of T's clean-correct points that T misclassifies on them.
+Lower means more robust. ``transfer.csv`` is the matrix: one row per surrogate, one column per
+target; ``transfer.json`` holds the long rows ``{surrogate, target, norm, eps, n, success_rate}``.
+
+Example::
+
+    rows = transfer_matrix(["a.pt", "b.pt"], ["c.pt"], "runs/transfer", n_examples=500)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustbench_lite.checkpoint import load_checkpoint
+from robustbench_lite.data import class_balanced_indices, get_dataset
+from robustbench_lite.errors import BenchError
+from robustbench_lite.threat import ThreatModel
+from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator, resolve_device
+
+from .attacks import predict
+from .attacks.transfer import transfer_examples
+
+logger = logging.getLogger(__name__)
+
+
+def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Path, *, n_examples: int | None = None,
+                    threat: str | None = None, steps: int = 20, seed: int = 0, batch_size: int = 256,
+                    device: str | None = None, data_dir: str | None = None) -> list[dict[str, Any]]:
+    """Success rates (%) of every surrogate's PGD examples on every target; writes the outputs."""
+    if not surrogates or not targets:
+        raise BenchError("give at least one surrogate and one target checkpoint.")
+    dev = resolve_device(device)
+    tgts = {t: load_checkpoint(t) for t in targets}
+    datasets = {c.dataset for c in tgts.values()}
+    if len(datasets) != 1:
+        raise BenchError(f"the targets come from different datasets ({', '.join(sorted(datasets))}); transfer needs one.")
+    dataset = datasets.pop()
+    spec = get_dataset(dataset)
+    tm = ThreatModel.parse(threat) if threat else spec.threat("linf")
+    data = spec.load("test", data_dir)
+    idx = class_balanced_indices(data.targets, n_examples)
+    x, y = data.batch(idx)
+    x, y = x.to(dev), y.to(dev)
+    correct = {}
+    for t, c in tgts.items():
+        c.model.to(dev).eval()
+        with frozen(c.model):
+            correct[t] = predict(c.model, x, batch_size) == y
+    rows: list[dict[str, Any]] = []
+    for s in surrogates:
+        sc = load_checkpoint(s)
+        if sc.dataset != dataset:
+            raise BenchError(f"surrogate {s} is a {sc.dataset} model; the targets are {dataset} models.")
+        sur = sc.model.to(dev).eval()
+        advs = []
+        for i in range(0, len(x), batch_size):
+            gen = make_generator(zlib.crc32(f"{seed}:transfer:{i}".encode()))
+            advs.append(transfer_examples(sur, x[i:i + batch_size], y[i:i + batch_size], norm=tm.norm, eps=tm.eps,
+                                          steps=steps, rel_step_size=None, generator=gen))
+        x_adv = torch.cat(advs)
+        for t, c in tgts.items():
+            with frozen(c.model):
+                wrong = predict(c.model, x_adv, batch_size) != y
+            ok = correct[t]
+            n = int(ok.sum())
+            rate = round(100.0 * float((wrong & ok).sum()) / n, 2) if n else None
+            rows.append({"surrogate": s, "target": t, "norm": tm.norm, "eps": tm.eps, "n": n, "success_rate": rate})
+            logger.info("transfer %s -> %s: %s%% of %d", s, t, rate, n)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "transfer.csv", matrix_csv(rows, surrogates, targets))
+    atomic_write_json(out / "transfer.json", {"format": "robustbench_lite/transfer", "steps": steps, "seed": seed,
+                                              "n_examples": len(idx), "dataset": dataset, "threat": tm.to_dict(),
+                                              "rows": rows})
+    return rows
+
+
+def matrix_csv(rows: list[dict[str, Any]], surrogates: list[str], targets: list[str]) -> str:
+    """``surrogate`` column, then one column per target path: success rate in %."""
+    cell = {(r["surrogate"], r["target"]): r["success_rate"] for r in rows}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["surrogate", *targets])
+    for s in surrogates:
+        w.writerow([s, *("" if cell.get((s, t)) is None else cell[(s, t)] for t in targets)])
+    return buf.getvalue()

@@ -1,0 +1,231 @@
+"""Runner tests with fake attacks that succeed on known indices: worst case by hand, cascade,
+sweeps, minimum-norm sweeps, resume after an interruption, shards merged == unsharded, AUC."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from evaluations.attacks import ATTACKS, Attack, AttackOutput, register_attack
+from evaluations.evaluate import EvalOptions, build_record, evaluate, merge, shard_bounds
+from evaluations.metrics import normalized_auc
+from evaluations.runner import RunContext, run_tasks
+from evaluations.suite import parse_suite
+from robustbench_lite.errors import BenchError
+from robustbench_lite.threat import ThreatModel
+
+from eval_fixtures import eval_natural_ckpt  # noqa: F401
+
+N = 20
+CALLS: list[tuple[str, float | None, list[int]]] = []
+
+
+class Identity(nn.Module):
+    """Logits = one-hot of the label stored in the first pixel: every point is clean-correct."""
+
+    def forward(self, x):  # noqa: D401
+        lab = x[:, 0, 0, 0].round().long()
+        return torch.nn.functional.one_hot(lab, 10).float()
+
+
+def _register() -> None:
+    if "_fake_idx" in ATTACKS.names():
+        return
+
+    @register_attack("_fake_idx")
+    @dataclass(frozen=True, kw_only=True)
+    class FakeIdx(Attack):
+        """Test attack: breaks the examples whose id (second pixel) is in ``breaks[eps]``."""
+
+        breaks: tuple[tuple[float, tuple[int, ...]], ...] = ()
+        fail_on: float = -1.0  # raise when asked for this eps (simulated interruption)
+        tag: str = ""
+
+        def run(self, model, x, y, *, eps, generator):
+            ids = x[:, 0, 0, 1].round().long()
+            CALLS.append((self.label_hint(), eps, ids.tolist()))
+            if eps == self.fail_on:
+                raise KeyboardInterrupt
+            hit = set()
+            for e, idx in self.breaks:
+                if e <= eps + 1e-12:
+                    hit |= set(idx)
+            return AttackOutput(x.clone(), torch.tensor([int(i) in hit for i in ids], dtype=torch.bool))
+
+        def label_hint(self) -> str:
+            return self.tag
+
+    @register_attack("_fake_min")
+    @dataclass(frozen=True, kw_only=True)
+    class FakeMin(Attack):
+        """Test minimum-norm attack: example i has norm ``0.125 * (i % 5)`` (none when i % 5 == 4)."""
+
+        minimum_norm: ClassVar[bool] = True
+
+        def run(self, model, x, y, *, eps, generator):
+            ids = x[:, 0, 0, 1].round()
+            norms = 0.125 * (ids % 5)
+            ok = (ids % 5) != 4
+            return AttackOutput(x.clone(), ok, torch.where(ok, norms, torch.full_like(norms, float("inf"))))
+
+
+_register()
+
+
+def _data(n: int = N) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.zeros(n, 1, 2, 2)
+    y = torch.arange(n) % 10
+    x[:, 0, 0, 0] = y.float()
+    x[:, 0, 0, 1] = torch.arange(n).float()
+    return x, y
+
+
+SUITE = """
+name = "t"
+cascade = {cascade}
+[[attacks]]
+name = "_fake_idx"
+label = "a"
+tag = "a"
+eps = [0.1, 0.3]
+breaks = [[0.1, [0, 1]], [0.3, [2, 3]]]
+[[attacks]]
+name = "_fake_idx"
+label = "b"
+tag = "b"
+eps = 0.3
+breaks = [[0.3, [3, 4, 5]]]
+[[attacks]]
+name = "_fake_min"
+eps = [0.05, 0.15, 0.3]
+"""
+
+
+def _run(tmp: Path, cascade: bool, **kw) -> tuple[list[bool], list]:
+    suite = parse_suite(SUITE.format(cascade=str(cascade).lower()))
+    x, y = _data()
+    ctx = RunContext(suite, ThreatModel("linf", 0.3), 0, kw.pop("batch_size", 8), tmp, {"k": 1}, **kw)
+    return run_tasks(Identity(), x, y, ctx)
+
+
+@pytest.mark.parametrize("cascade", [True, False])
+def test_worst_case_by_hand(tmp_path, cascade):
+    CALLS.clear()
+    clean, parts = _run(tmp_path, cascade)
+    rec = build_record(clean, parts, ThreatModel("linf", 0.3))
+    rows = {(r["attack"], r["eps"]): r for r in rec["attacks"]}
+    # hand computation: a breaks {0,1} at 0.1 and {0,1,2,3} at 0.3; b {3,4,5}; min-norm breaks
+    # ids with id%5 in {0,1,2,3} at norms 0,0.125,0.25,0.375 -> at 0.3 those with id%5 in {0,1,2}
+    assert rows[("a", 0.1)]["accuracy"] == 100 * (N - 2) / N
+    assert rows[("a", 0.3)]["accuracy"] == 100 * (N - 4) / N
+    assert rows[("_fake_min", 0.05)]["accuracy"] == 100 * (N - 4) / N  # ids 0,5,10,15 (norm 0)
+    assert rows[("_fake_min", 0.15)]["accuracy"] == 100 * (N - 8) / N
+    robust_hand = [i for i in range(N) if i % 5 in (3, 4) and i not in (0, 1, 2, 3, 4, 5)]
+    assert rec["robust_accuracy"] == 100 * len(robust_hand) / N
+    # sweeps: a at 0.3 attacks only its survivors of 0.1
+    a03 = [ids for lab, eps, ids in CALLS if eps == 0.3 and lab == "a"]
+    assert a03 and all(0 not in ids and 1 not in ids for ids in a03)
+    b_ids = [i for lab, eps, ids in CALLS if lab == "b" for i in ids]
+    if cascade:  # b only sees points a left robust at 0.3
+        assert not set(b_ids) & {0, 1, 2, 3}
+        assert rows[("b", 0.3)]["accuracy"] == 100 * (N - 2) / N  # 4, 5 (3 was not attacked: counted robust)
+    else:
+        assert set(b_ids) == set(range(N))
+        assert rows[("b", 0.3)]["accuracy"] == 100 * (N - 3) / N
+    assert rows[("b", 0.3)]["worst_case"] == 100 * (N - 6) / N
+
+
+def test_resume_after_interruption_gives_same_numbers(tmp_path):
+    suite_text = SUITE.format(cascade="true").replace("breaks = [[0.3, [3, 4, 5]]]", "breaks = [[0.3, [3, 4, 5]]]\nfail_on = 0.3")
+    x, y = _data()
+    ctx = RunContext(parse_suite(suite_text), ThreatModel("linf", 0.3), 0, 8, tmp_path / "r", {"k": 1})
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(Identity(), x, y, ctx)
+    done = sorted(p.name for p in (tmp_path / "r" / "parts").glob("*.json"))
+    assert done == ["000_clean.json", "001_a_linf_0.1.json", "001_a_linf_0.3.json"]
+    # resume with the fixed attack: finished parts are read back (the fake attack is not called for them)
+    CALLS.clear()
+    fixed = parse_suite(SUITE.format(cascade="true"))
+    ctx2 = RunContext(fixed, ThreatModel("linf", 0.3), 0, 8, tmp_path / "r", {"k": 1}, resume=True)
+    clean, parts = run_tasks(Identity(), x, y, ctx2)
+    assert not any(lab == "a" for lab, _, _ in CALLS) and any(lab == "b" for lab, _, _ in CALLS)
+    full_clean, full_parts = _run(tmp_path / "u", True)
+    a = build_record(clean, parts, ThreatModel("linf", 0.3))
+    b = build_record(full_clean, full_parts, ThreatModel("linf", 0.3))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(a["summary"]) == strip(b["summary"]) and a["robust_accuracy"] == b["robust_accuracy"]
+    assert [p.robust for p in parts] == [p.robust for p in full_parts]
+
+
+def test_auc_matches_numpy_trapezoid():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        eps = np.sort(rng.uniform(0, 1, 6))
+        acc = np.sort(rng.uniform(0, 1, 6))[::-1]
+        trap = getattr(np, "trapezoid", None) or np.trapz
+        ref = trap(acc, eps) / (eps[-1] - eps[0])
+        assert normalized_auc(list(eps), list(acc)) == pytest.approx(ref, rel=1e-12)
+    assert normalized_auc([0.3], [0.4]) == 0.4
+
+
+def test_shard_bounds_cover_in_whole_blocks():
+    bounds = [shard_bounds(1000, i, 3, 256) for i in range(3)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(s % 256 == 0 for s, _ in bounds)
+
+
+def test_suite_keys(tmp_path):
+    s = parse_suite('[[attacks]]\nname = "pgd"\neps_scale = [1, 0.5]\ncascade = false\n')
+    assert s.attacks[0].eps_scale == (0.5, 1.0) and s.attacks[0].cascade is False
+    with pytest.raises(BenchError):
+        parse_suite('[[attacks]]\nname = "pgd"\neps = 0.1\neps_scale = [1]\n')
+    s = parse_suite('surrogates = ["a.pt"]\n[[attacks]]\nname = "pgd"\n')
+    assert s.attacks[-1].name == "transfer" and s.attacks[-1].label == "transfer[a]" and s.attacks[-1].cascade is False
+
+
+SHARD_SUITE = """
+name = "shardtest"
+cascade = true
+checks = true
+[[attacks]]
+name = "pgd"
+steps = 5
+eps = [0.05, 0.1]
+[[attacks]]
+name = "min_linf"
+steps = 5
+search_steps = 3
+eps = [0.05, 0.1]
+"""
+
+
+def _per_example(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_shards_merged_equal_unsharded(tmp_path, eval_natural_ckpt):  # noqa: F811
+    suite = tmp_path / "s.toml"
+    suite.write_text(SHARD_SUITE)
+    base = dict(suite=str(suite), n_examples=40, batch_size=16, check_examples=8)
+    full = evaluate(eval_natural_ckpt, tmp_path / "full", EvalOptions(**base))
+    for i in range(2):
+        evaluate(eval_natural_ckpt, tmp_path / f"s{i}", EvalOptions(**base, shard=f"{i}/2"))
+    shard0 = json.loads((tmp_path / "s0" / "result.json").read_text())
+    assert shard0["shard"]["stop"] % 16 == 0 and 0 < shard0["shard"]["stop"] < 40  # whole batches of 16
+    merged = merge([tmp_path / "s1", tmp_path / "s0"], tmp_path / "m")
+    assert _per_example(tmp_path / "m" / "per_example.csv") == _per_example(tmp_path / "full" / "per_example.csv")
+    keys = ("attack", "norm", "eps", "n", "accuracy", "worst_case", "mean_min_norm", "median_min_norm", "forwards", "backwards")
+    assert [{k: r[k] for k in keys} for r in merged["summary"]] == [{k: r[k] for k in keys} for r in full["summary"]]
+    assert merged["robust_accuracy"] == full["robust_accuracy"] and merged["indices"] == full["indices"]
+    assert [c["passed"] for c in merged["checks"]] == [c["passed"] for c in full["checks"]]
+    with pytest.raises(BenchError):
+        merge([tmp_path / "s0"], tmp_path / "m2")
