@@ -108,6 +108,10 @@ class Recipe:
         a = self.cfg.attack
         self.attack = dataclasses.replace(a, eps=a.eps * scale, step_size=a.step_size * scale)
 
+    def on_epoch_start(self, epoch: int, members: Members, optimizers: Optimizers) -> None:
+        """Hook called by the trainer after :meth:`set_epoch`, before the epoch's first batch
+        (ARREST switches from standard training to finetuning here). Default: nothing."""
+
     # -- networks and optimizers ------------------------------------------------------------
     def members(self, make_model: Callable[[], nn.Module]) -> Members:
         return {"model": make_model()}

@@ -99,6 +99,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
             break
         lr = _set_lr(recipe, optimizers, epoch, base_lrs)
         recipe.set_epoch(epoch)
+        recipe.on_epoch_start(epoch, members, optimizers)
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}

@@ -87,6 +87,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out)
         path = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
         print(f"checkpoint: {path}")
+    if args.seeds:
+        from defenses.seeds import aggregate_seeds, format_seeds
+
+        table = aggregate_seeds(args.out, seeds)
+        print(format_seeds(table))
+        print(f"seeds: {table}")
     return 0
 
 

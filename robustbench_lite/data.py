@@ -209,13 +209,19 @@ register_dataset(DatasetSpec("imagenet", 1000, (3, 224, 224), _load_imagenet, ep
 # -- synthetic ----------------------------------------------------------------------------------
 
 def _synthetic_loader(shape: tuple[int, int, int], n_train: int, n_test: int) -> Callable[[str, Path | None], Data]:
+    """Class c is a bright block in cell c of a 4x4 grid, plus uniform noise: learnable in seconds."""
+
     def load(split: str, _data_dir: Path | None) -> Data:
-        g = torch.Generator().manual_seed(1234)
-        protos = torch.rand(10, *shape, generator=g)
+        c, h, w = shape
+        protos = torch.zeros(10, c, h, w)
+        ch, cw = h // 4, w // 4
+        for k in range(10):
+            r, q = divmod(k, 4)
+            protos[k, :, r * ch:(r + 1) * ch, q * cw:(q + 1) * cw] = 1.0
         n = n_train if split == "train" else n_test
         gs = torch.Generator().manual_seed(1 if split == "train" else 2)
         y = torch.arange(n) % 10
-        x = (0.6 * protos[y] + 0.4 * torch.rand(n, *shape, generator=gs)).clamp(0, 1)
+        x = (0.1 + 0.6 * protos[y] + 0.3 * torch.rand(n, *shape, generator=gs)).clamp(0, 1)
         return ArrayData(x, y)
 
     return load

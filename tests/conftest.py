@@ -13,12 +13,16 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 @pytest.fixture(scope="session")
 def synthetic_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small_cnn naturally trained for 2 epochs on the synthetic dataset (~2 s)."""
+    """A small_cnn naturally trained on the synthetic dataset to ~100% clean accuracy (~6 s)."""
     from defenses import build_config, train
 
     out = tmp_path_factory.mktemp("synthetic_natural")
-    cfg = build_config("natural", "mnist5k", {"dataset": "synthetic", "epochs": 2, "eval_n": 32})
-    return train(cfg, out, progress=False)
+    cfg = build_config("natural", "mnist5k", {"dataset": "synthetic", "epochs": 8, "batch_size": 16, "eval_n": 32,
+                                               "eval_steps": 5})
+    path = train(cfg, out, progress=False)
+    history = torch.load(path, weights_only=True)["history"]
+    assert history[-1]["heldout_clean"] >= 90, "the synthetic fixture model did not learn"
+    return path
 
 
 @pytest.fixture(scope="session")
