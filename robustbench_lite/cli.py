@@ -30,8 +30,10 @@ def add_train(sub: Any) -> None:
                        "Writes OUT/checkpoint.pt (every epoch, with optimizer and RNG state) and OUT/log.csv.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--defense", required=True, help="defense recipe name (natural, madry, ...)")
-    p.add_argument("--dataset", default="mnist5k", help="dataset name (mnist5k, cifar10, cifar100, synthetic)")
-    p.add_argument("--preset", default=None, help="preset table in the defense's presets file (default: the dataset name)")
+    p.add_argument("--dataset", default=None,
+                   help="dataset name (mnist5k, cifar10, cifar100, synthetic); default: the preset's dataset, else mnist5k")
+    p.add_argument("--preset", default=None,
+                   help="preset table in defenses/presets/<defense>.toml (default: the dataset name, else mnist5k)")
     p.add_argument("--arch", default=None, help="model architecture (registry name); default from the preset")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (default from the preset)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch size (default from the preset)")
@@ -79,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = dict(_parse_option(o) for o in args.option)
     seeds = args.seeds if args.seeds else [args.seed]
     for seed in seeds:
-        cfg = build_config(args.defense, args.preset or args.dataset, {**overrides, "seed": seed})
+        cfg = build_config(args.defense, args.preset or args.dataset or "mnist5k", {**overrides, "seed": seed})
         if options:
             import dataclasses
 

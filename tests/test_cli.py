@@ -125,3 +125,11 @@ def test_resume_continues_exactly(tmp_path):
     assert len(sb["history"]) == 2
     for k, v in sa["members"]["model"].items():
         assert torch.equal(v, sb["members"]["model"][k]), k
+
+
+def test_preset_brings_its_dataset(capsys, tmp_path):
+    """--preset cifar10_act without --dataset trains on CIFAR-10 (here: asks for its folder), not MNIST."""
+    code, _, err = _run(capsys, "train", "--defense", "trades", "--preset", "cifar10_act", "--data-dir",
+                        str(tmp_path / "nodata"), "--out", str(tmp_path / "t"))
+    _one_clear_error(code, err, "cifar-10-batches-py")
+    assert not (tmp_path / "t" / "checkpoint.pt").exists()
