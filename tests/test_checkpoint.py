@@ -116,3 +116,24 @@ def test_member_selection(tmp_path):
         assert torch.equal(load_checkpoint(p, member="natural").model(x), f.eval()(x))
     with pytest.raises(BenchError, match="no member"):
         load_checkpoint(p, member="teacher")
+
+
+def test_arch_from_a_python_file_on_the_command_line(tmp_path, capsys):
+    from robustbench_lite.cli import main
+
+    (tmp_path / "mynet.py").write_text(
+        "import torch\n"
+        "def build(num_classes=10):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, num_classes))\n")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    p = tmp_path / "ext.pt"
+    torch.save(net.state_dict(), p)
+    c = load_checkpoint(p, arch=f"{tmp_path / 'mynet.py'}:build", dataset="mnist5k")
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(c.model(x), net(x))
+    with pytest.raises(BenchError, match="exposes no features"):
+        c.model.features(x)
+    code = main(["eval", "--model", str(p), "--arch", f"{tmp_path / 'mynet.py'}:nosuch", "--dataset", "mnist5k"])
+    assert code == 2 and "no callable 'nosuch'" in capsys.readouterr().err
