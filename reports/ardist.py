@@ -37,6 +37,12 @@ class Cubic:
 
     coeffs: tuple[float, float, float, float]
     name: str = "fitted"
+    domain: tuple[float, float] | None = None  # clean-accuracy range of the points a fit came from
+
+    def covers(self, clean: float) -> bool:
+        """True unless the curve was fitted on points and ``clean`` lies outside their range:
+        a cubic extrapolated beyond its points says nothing about the tradeoff there."""
+        return self.domain is None or self.domain[0] <= clean <= self.domain[1]
 
     def __post_init__(self) -> None:
         if len(self.coeffs) != 4 or not all(math.isfinite(float(c)) for c in self.coeffs):
@@ -60,7 +66,8 @@ def fit_cubic(clean: Sequence[float], robust: Sequence[float], name: str = "fitt
         raise BenchError("tradeoff points must be finite numbers.")
     if len(np.unique(x)) < 4:
         raise BenchError(f"fitting a cubic needs at least 4 distinct clean accuracies, got {len(np.unique(x))}.")
-    return Cubic(tuple(float(c) for c in np.polyfit(x, y, 3)), name=name)  # type: ignore[arg-type]
+    return Cubic(tuple(float(c) for c in np.polyfit(x, y, 3)), name=name,  # type: ignore[arg-type]
+                 domain=(float(x.min()), float(x.max())))
 
 
 def _read_fits() -> dict[str, tuple[Cubic, str]]:

@@ -6,7 +6,9 @@ config, member, arch, dataset, threat and suite; different ``checkpoint.seed``) 
 numbers read "mean ± std" (sample std) with a ``seeds`` count.
 
 ARDist uses the published ARREST fit of the dataset (cifar10, cifar100), else a cubic fitted to the
-published (clean, AutoAttack) points of that dataset when at least 4 exist, else it stays blank.
+published (clean, AutoAttack) points of that dataset when at least 4 exist, else it stays blank. A
+fitted cubic is never extrapolated: ARDist stays blank for a clean accuracy outside the range of the
+points it was fitted on (the five published MNIST points span 98.8-99.4% clean).
 
 Example::
 
@@ -123,7 +125,7 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
             per_metric["sum"].append(s.total)
             per_metric["ardist"].append(ardist(s.clean, s.autoattack, curve)
                                         if curve is not None and s.clean is not None and s.autoattack is not None
-                                        else None)
+                                        and curve.covers(s.clean) else None)
         failed = tuple((s.model, str(c.get("name", "?")), str(c.get("detail", ""))) for s in members
                        for c in s.failed_checks)
         has_checks = any(s.checks for s in members)

@@ -108,9 +108,17 @@ def test_ardist_for_other_datasets_needs_four_published_points(tmp_path: Path) -
     f = tmp_path / "svhn.csv"
     f.write_text("method,dataset,metric,value\n" + "".join(
         f"m{i},svhn,clean,{c}\nm{i},svhn,autoattack,{a}\n" for i, (c, a) in enumerate(pts)))
-    entry = leaderboard_entries([rec], baselines=load_baselines([f]))[0]
+    inside, outside = copy.deepcopy(rec), copy.deepcopy(rec)
+    inside["clean_accuracy"], outside["clean_accuracy"] = 93.0, 97.5
+    for r in (inside, outside):
+        r["summary"] = [dict(row, accuracy=r["clean_accuracy"]) if row["attack"] == "clean" else row
+                        for row in r.get("summary", [])]
     curve = fit_cubic([c for c, _ in pts], [a for _, a in pts])
-    assert entry.get("ardist") == pytest.approx(ardist(entry.get("clean"), entry.get("autoattack"), curve))
+    entry = leaderboard_entries([inside], baselines=load_baselines([f]))[0]
+    assert entry.get("clean") == 93.0
+    assert entry.get("ardist") == pytest.approx(ardist(93.0, entry.get("autoattack"), curve))
+    # a fitted cubic is not extrapolated beyond the clean accuracies it was fitted on
+    assert leaderboard_entries([outside], baselines=load_baselines([f]))[0].get("ardist") is None
 
 
 def test_baselines_are_marked_published() -> None:
