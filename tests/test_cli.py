@@ -133,3 +133,23 @@ def test_preset_brings_its_dataset(capsys, tmp_path):
                         str(tmp_path / "nodata"), "--out", str(tmp_path / "t"))
     _one_clear_error(code, err, "cifar-10-batches-py")
     assert not (tmp_path / "t" / "checkpoint.pt").exists()
+
+
+def test_nan_logits_are_a_clear_error(capsys, tmp_path):
+    (tmp_path / "nanmodel.py").write_text(
+        "import torch\n"
+        "class NaNNet(torch.nn.Module):\n"
+        "    def __init__(self, num_classes=10):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(784, num_classes)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x.flatten(1)) * float('nan')\n")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nanmodel", tmp_path / "nanmodel.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.save(mod.NaNNet().state_dict(), tmp_path / "nan.pt")
+    code, _, err = _run(capsys, "eval", "--model", str(tmp_path / "nan.pt"), "--arch", f"{tmp_path / 'nanmodel.py'}:NaNNet",
+                        "--dataset", "mnist5k", "--n-examples", "10", "--out", str(tmp_path / "ev"), "--no-db")
+    _one_clear_error(code, err, "NaN")
