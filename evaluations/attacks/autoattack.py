@@ -30,7 +30,6 @@ class AutoAttackStandard(Attack):
     version: str = "standard"
     attacks: tuple[str, ...] | None = None
     batch_size: int = 500
-    batches_itself = True
 
     def make(self, model: nn.Module, eps: float, seed: int, device: torch.device):  # type: ignore[no-untyped-def]
         from pyautoattack import AutoAttack

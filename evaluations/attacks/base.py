@@ -1,5 +1,6 @@
-"""Attack base classes and registry (the Foolbox 3 shape: the base owns batching, a subclass
-writes only ``run``). The model is an argument of ``run``, never of the constructor.
+"""Attack base classes and registry (the Foolbox 3 shape: a subclass writes only ``run``; the
+runner owns batching, in blocks of example positions so shards reproduce an unsharded run).
+The model is an argument of ``run``, never of the constructor.
 
 Two kinds:
 - fixed-epsilon (``minimum_norm = False``): ``run(model, x, y, eps=..., generator=...)`` returns
@@ -39,7 +40,6 @@ class Attack:
     minimum_norm: ClassVar[bool] = False
     white_box: ClassVar[bool] = True      # uses gradients (for the obfuscation checks)
     norms_supported: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
-    batches_itself: ClassVar[bool] = False  # the attack's library batches (AutoAttack)
 
     def __post_init__(self) -> None:
         if self.norm not in self.norms_supported:
@@ -48,16 +48,6 @@ class Attack:
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:
         raise NotImplementedError
-
-    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
-                generator: torch.Generator, batch_size: int) -> AttackOutput:
-        """Run over ``x`` in batches of ``batch_size`` and concatenate."""
-        if self.batches_itself or len(x) <= batch_size:
-            return self.run(model, x, y, eps=eps, generator=generator)
-        outs = [self.run(model, x[i:i + batch_size], y[i:i + batch_size], eps=eps, generator=generator)
-                for i in range(0, len(x), batch_size)]
-        norms = torch.cat([o.norms for o in outs]) if outs[0].norms is not None else None
-        return AttackOutput(torch.cat([o.x_adv for o in outs]), torch.cat([o.success for o in outs]), norms)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, **dataclasses.asdict(self)}
