@@ -136,7 +136,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
                                    not options.all_points and suite.cascade, options.batch_size, options.shard)
     ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
                      cascade=False if options.all_points else None,
-                     standard_eps={k: ThreatModel.parse(f"{k}:{v}").eps for k, v in spec.eps.items()}, offset=offset)
+                     standard_eps=spec.standard_eps(), offset=offset)
     out.mkdir(parents=True, exist_ok=True)
     clean, parts = run_tasks(model, x, y, ctx)
     record = build_record(clean, parts, threat)
@@ -326,7 +326,7 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     all_points = suite.cascade and not first["suite"]["cascade"]
     ctx = RunContext(suite, threat, first["seed"], first["batch_size"], out, fingerprint or {}, resume=True,
                      cascade=False if all_points else None,
-                     standard_eps={k: ThreatModel.parse(f"{k}:{v}").eps for k, v in spec.eps.items()}, reuse_only=True)
+                     standard_eps=spec.standard_eps(), reuse_only=True)
     labels = [v for _, _, rec in recs for v in rec["labels"]]
     y = torch.tensor(labels)
     clean, parts = run_tasks(nn.Identity(), torch.zeros(n_total, 1), y, ctx)

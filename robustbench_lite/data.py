@@ -90,6 +90,10 @@ class DatasetSpec:
             raise BenchError(f"dataset {self.name} has no standard {norm} radius; pass --threat.")
         return ThreatModel.parse(f"{norm}:{self.eps[norm]}")
 
+    def standard_eps(self) -> dict[str, float]:
+        """The standard radius per norm as numbers, e.g. ``{"linf": 0.3, "l2": 2.0, "l1": 10.0}``."""
+        return {norm: self.threat(norm).eps for norm in self.eps}
+
     def load(self, split: str, data_dir: str | Path | None = None) -> Data:
         if split not in self.splits:
             raise BenchError(f"dataset {self.name} has no {split!r} split; it has {', '.join(self.splits)}.")
