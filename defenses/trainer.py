@@ -22,7 +22,7 @@ from robustbench_lite.checkpoint import make_checkpoint, read_checkpoint_dict, s
 from robustbench_lite.data import augment, class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError
 from robustbench_lite.models import create_model
-from robustbench_lite.utils import atomic_write_text, frozen, make_generator, resolve_device
+from robustbench_lite.utils import atomic_write_text, frozen, make_generator, resolve_device, set_channels_last
 
 from evaluations.attacks import predict
 from evaluations.pgd import pgd
@@ -78,6 +78,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         lambda: create_model(cfg.arch, num_classes=spec.num_classes, in_channels=spec.input_shape[0], **cfg.arch_kwargs))
     for m in members.values():
         m.to(dev)
+        set_channels_last(m, cfg.channels_last)  # before the optimizers see the parameters
     optimizers = recipe.optimizers(members)
     base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in optimizers.items()}
     gen = make_generator(cfg.seed)

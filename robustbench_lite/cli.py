@@ -52,6 +52,8 @@ def add_train(sub: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="keep conv weights NCHW (default: channels_last, ~1.3x faster small_cnn steps on the CPU)")
     p.set_defaults(func=cmd_train)
 
 
@@ -74,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "data_dir": args.data_dir, "dataset": args.dataset,
+        "channels_last": False if args.no_channels_last else None,
         "attack_eps": parse_eps(args.eps) if args.eps is not None else None,
         "attack_steps": args.attack_steps,
         "attack_step_size": parse_eps(args.attack_step_size) if args.attack_step_size is not None else None,
@@ -126,6 +129,9 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--shard", default=None, metavar="I/K",
                    help="evaluate the I-th (0-based) of K contiguous shards of the examples into its own folder "
                    "(not recorded in the leaderboard); join the folders with `bench merge`")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="evaluate with NCHW conv weights (default: channels_last where the model runs in it; faster, "
+                   "same numbers to float rounding)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -138,7 +144,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = out.with_name(f"{out.name}-shard{i}of{k}")
     opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
                        seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
-                       data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset, shard=args.shard)
+                       data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset, shard=args.shard,
+                       channels_last=not args.no_channels_last)
     try:
         rec = evaluate(args.model, out, opts)
     except KeyboardInterrupt:

@@ -81,6 +81,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def set_channels_last(model: nn.Module, enabled: bool = True) -> bool:
+    """Store the model's 4-d weights channels_last (NHWC convolutions) when ``enabled`` and it has a
+    Conv2d; otherwise contiguous (NCHW). Returns whether channels_last is now in effect.
+
+    On the 2-core CPU the small MNIST CNN's input-gradient pass is about 1.25-1.5x, its forward pass
+    about 1.6x and its training step about 1.3x faster channels_last; ResNet-18 is unchanged
+    (``benchmarks/bench_layout.py`` prints the ratios). On GPUs it is the layout cuDNN prefers.
+    Only the layout changes; the numbers agree to float rounding.
+    """
+    on = bool(enabled) and has_conv2d(model)
+    model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+    return on
+
+
 @contextlib.contextmanager
 def frozen(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn.Module]:
     """Parameters ``requires_grad=False`` (and eval mode) inside; both restored on exit.
