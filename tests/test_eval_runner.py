@@ -229,3 +229,48 @@ def test_two_shards_merged_equal_unsharded(tmp_path, eval_natural_ckpt):  # noqa
     assert [c["passed"] for c in merged["checks"]] == [c["passed"] for c in full["checks"]]
     with pytest.raises(BenchError):
         merge([tmp_path / "s0"], tmp_path / "m2")
+
+
+def test_channels_last_gives_the_same_result_as_nchw(tmp_path, eval_natural_ckpt):  # noqa: F811
+    """The default channels_last layout changes only the speed: per-example results equal NCHW's."""
+    suite = tmp_path / "s.toml"
+    suite.write_text(SHARD_SUITE)
+    base = dict(suite=str(suite), n_examples=40, batch_size=16, check_examples=8)
+    fast = evaluate(eval_natural_ckpt, tmp_path / "nhwc", EvalOptions(**base))
+    slow = evaluate(eval_natural_ckpt, tmp_path / "nchw", EvalOptions(**base, channels_last=False))
+    assert fast["memory_format"] == "channels_last" and slow["memory_format"] == "contiguous"
+    assert _per_example(tmp_path / "nhwc" / "per_example.csv") == _per_example(tmp_path / "nchw" / "per_example.csv")
+    assert fast["robust_accuracy"] == slow["robust_accuracy"]
+
+
+class FlattenByView(nn.Module):
+    """A user's model whose ``.view`` on the feature map needs NCHW memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_model_that_cannot_run_channels_last_falls_back_to_nchw(tmp_path):
+    from evaluations.evaluate import evaluate_loaded
+    from robustbench_lite.checkpoint import Checkpoint
+
+    torch.manual_seed(0)
+    model = FlattenByView().eval()
+    probe = torch.rand(2, 1, 28, 28)
+    model.to(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError):  # the premise: this model breaks in channels_last
+        model(probe)
+    model.to(memory_format=torch.contiguous_format)
+    ckpt = Checkpoint(model=model, arch="custom", arch_kwargs={}, dataset="mnist5k", num_classes=10,
+                      input_shape=(1, 28, 28), threat=None, defense="unknown")
+    suite = tmp_path / "s.toml"
+    suite.write_text(SHARD_SUITE)
+    rec = evaluate_loaded(ckpt, parse_suite(suite.read_text()), tmp_path / "out",
+                          EvalOptions(suite=str(suite), n_examples=16, batch_size=16, check_examples=8))
+    assert rec["memory_format"] == "contiguous" and rec["n"] == 16
