@@ -24,7 +24,9 @@ test-fast: $(STAMP)  # skips the tests marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_layout.py
 	$(BIN)/python benchmarks/bench_attacks.py
+	$(BIN)/python benchmarks/bench_suite.py
 
 clean:
 	rm -rf runs/demo

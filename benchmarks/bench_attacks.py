@@ -46,6 +46,18 @@ def floor_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int)
     return _timed(run)[0]
 
 
+def bench_model(path: str | None) -> Path:
+    """``path``, or a Madry small_cnn trained 3 epochs into runs/bench/madry (some points resist)."""
+    if path is not None:
+        return Path(path)
+    from defenses import build_config, train
+
+    out = Path("runs/bench/madry/checkpoint.pt")
+    if not out.exists():
+        train(build_config("madry", "mnist5k", {"epochs": 3}), out.parent, progress=False)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="checkpoint (default: train Madry 3 epochs into runs/bench/madry)")
@@ -62,13 +74,7 @@ def main() -> None:
     from evaluations.attacks import create_attack
     from evaluations.attacks.autoattack import _seed_of
 
-    path = args.model
-    if path is None:
-        from defenses import build_config, train
-
-        path = Path("runs/bench/madry/checkpoint.pt")
-        if not path.exists():
-            train(build_config("madry", "mnist5k", {"epochs": 3}), path.parent, progress=False)
+    path = bench_model(args.model)
     model = load_checkpoint(path).model.eval()
     d = get_dataset("mnist5k").load("test")
     x, y = d.batch(class_balanced_indices(d.targets, args.n))
