@@ -166,9 +166,12 @@ def record_in_leaderboard(db: str | Path, rec: dict[str, Any], result_path: Path
 
 
 def format_summary(rec: dict[str, Any]) -> str:
-    lines = [f"{'attack':<16}{'norm':<6}{'eps':>9}{'acc %':>9}{'worst %':>9}{'sec':>9}"]
+    lines = [f"{'attack':<16}{'norm':<6}{'eps':>9}{'attacked':>9}{'acc %':>9}{'worst %':>9}{'sec':>9}"]
     for r in rec["summary"]:
-        lines.append(f"{r['attack']:<16}{r['norm']:<6}{r['eps']:>9.4g}{r['accuracy']:>9.2f}{r['worst_case']:>9.2f}{r['seconds']:>9.1f}")
+        lines.append(f"{r['attack']:<16}{r['norm']:<6}{r['eps']:>9.4g}{r.get('attacked', r['n']):>9}{r['accuracy']:>9.2f}"
+                     f"{r['worst_case']:>9.2f}{r['seconds']:>9.1f}")
+    lines.append("(acc %: points an attack did not run on, because an earlier attack at that threat broke them, "
+                 "count as robust to it; --all-points runs every attack on every point)")
     lines.append(f"robust accuracy (worst case at {rec['threat']['norm']}:{rec['threat']['eps']:.4g}): {rec['robust_accuracy']:.2f}%")
     checks = rec.get("checks") or []
     failed = [c for c in checks if not c["passed"]]

@@ -98,7 +98,7 @@ def test_train_then_eval_end_to_end(capsys, tmp_path):
         json.loads((ev / "result.json").read_text())["checkpoint"]["sha256"]]
     rows = list(csv.DictReader(open(ev / "summary.csv")))
     assert [r["attack"] for r in rows] == ["clean", "pgd", "autoattack"]
-    assert list(rows[0]) == ["attack", "norm", "eps", "n", "accuracy", "worst_case", "mean_min_norm", "median_min_norm",
+    assert list(rows[0]) == ["attack", "norm", "eps", "n", "attacked", "accuracy", "worst_case", "mean_min_norm", "median_min_norm",
                              "seconds", "forwards", "backwards"]
     rec = json.loads((ev / "result.json").read_text())
     assert rec["n"] == 20 and rec["suite"]["name"] == "quick" and len(rec["checkpoint"]["sha256"]) == 64
@@ -110,6 +110,10 @@ def test_train_then_eval_end_to_end(capsys, tmp_path):
     worst = sum(int(r["clean_correct"]) and all(int(r[k]) for k in r if k.startswith("robust[")) for r in per)
     assert rec["robust_accuracy"] == pytest.approx(100 * worst / 20)
     assert int(rows[1]["backwards"]) > 0 and int(rows[2]["forwards"]) > 0
+    # pgd runs on the clean-correct points, AutoAttack (cascade) only on those PGD left robust
+    n_clean = sum(int(r["clean_correct"]) for r in per)
+    assert int(rows[1]["attacked"]) == n_clean
+    assert int(rows[2]["attacked"]) == sum(int(r["clean_correct"]) and int(r[k]) for r in per for k in r if k.startswith("robust[pgd"))
 
 
 def test_resume_continues_exactly(tmp_path):
