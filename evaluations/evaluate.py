@@ -228,7 +228,8 @@ def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> d
     clean_t = torch.tensor(clean, dtype=torch.bool)
     n = len(clean)
     rows: list[dict[str, Any]] = [{
-        "attack": "clean", "norm": threat.norm, "eps": 0.0, "n": n, "attacked": n, "accuracy": _pct(clean_t), "worst_case": _pct(clean_t),
+        "attack": "clean", "norm": threat.norm, "eps": 0.0, "n": n, "attacked": n,
+        "accuracy": _pct(clean_t), "worst_case": _pct(clean_t),
         "mean_min_norm": None, "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0}]
     broken: dict[str, list[tuple[float, torch.Tensor]]] = {}
     for p in parts:
@@ -239,7 +240,8 @@ def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> d
             if e <= p.eps + 1e-12:
                 worst &= ~b
         mean, med = mean_median([v for v, c in zip(p.norms, clean) if c]) if p.norms is not None else (None, None)
-        rows.append({"attack": p.label, "norm": p.norm, "eps": p.eps, "n": n, "attacked": sum(p.attacked), "accuracy": _pct(r), "worst_case": _pct(worst),
+        rows.append({"attack": p.label, "norm": p.norm, "eps": p.eps, "n": n, "attacked": sum(p.attacked),
+                     "accuracy": _pct(r), "worst_case": _pct(worst),
                      "mean_min_norm": mean, "median_min_norm": med, "seconds": round(p.seconds, 3),
                      "forwards": p.forwards, "backwards": p.backwards})
     at_threat = clean_t.clone()
