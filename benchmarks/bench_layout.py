@@ -8,7 +8,9 @@ for the three passes attacks and training are made of, in both layouts, and thei
 - ``grad``: forward + ``autograd.grad`` w.r.t. the input, frozen weights (one PGD/APGD/FAB step),
 - ``train``: forward + ``backward`` into the weights (one SGD step, without the update).
 
-It also prints the largest logit difference between the layouts (float rounding only).
+It also prints the largest logit difference between the layouts (float rounding only), and the
+same passes channels_last under bf16 autocast (``bench train --amp``; training only: evaluation
+stays fp32) when the CPU runs bf16 natively.
 
 Usage::
 
@@ -35,22 +37,24 @@ def throughput(fn: Callable[[], object], n: int, min_seconds: float = 1.0) -> fl
             return reps * n / dt
 
 
-def passes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+def passes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> dict[str, float]:
     def fwd() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             model(x)
 
     def grad() -> None:
         for p in model.parameters():
             p.requires_grad_(False)
         xr = x.clone().requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(model(xr), y), xr)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            torch.autograd.grad(F.cross_entropy(model(xr), y), xr)
 
     def train() -> None:
         for p in model.parameters():
             p.requires_grad_(True)
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            F.cross_entropy(model(x), y).backward()
 
     out = {"fwd": throughput(fwd, len(x)), "grad": throughput(grad, len(x))}
     model.train()
@@ -66,11 +70,15 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from defenses.trainer import bf16_native
     from robustbench_lite.models import create_model
     from robustbench_lite.utils import set_channels_last
 
+    bf16 = bf16_native(torch.device("cpu"))
+
     shapes = {"small_cnn": (1, 28, 28)}
-    print(f"{'arch':<10}{'batch':>6}{'pass':>7}{'NCHW ex/s':>11}{'NHWC ex/s':>11}{'ratio':>7}")
+    print(f"{'arch':<10}{'batch':>6}{'pass':>7}{'NCHW ex/s':>11}{'NHWC ex/s':>11}{'ratio':>7}"
+          + (f"{'NHWC bf16':>11}{'ratio':>7}" if bf16 else "  (no native bf16 here)"))
     for arch in args.archs:
         shape = shapes.get(arch, (3, 32, 32))
         torch.manual_seed(0)
@@ -85,8 +93,10 @@ def main() -> None:
             with torch.no_grad():
                 diff = (model(x) - ref).abs().max().item()
             fast = passes(model, x, y)
+            half = passes(model, x, y, bf16=True) if bf16 else {}
             for k in base:
-                print(f"{arch:<10}{bs:>6}{k:>7}{base[k]:>11.0f}{fast[k]:>11.0f}{fast[k] / base[k]:>6.2f}x")
+                extra = f"{half[k]:>11.0f}{half[k] / base[k]:>6.2f}x" if half else ""
+                print(f"{arch:<10}{bs:>6}{k:>7}{base[k]:>11.0f}{fast[k]:>11.0f}{fast[k] / base[k]:>6.2f}x{extra}")
             print(f"{arch:<10}{bs:>6}  max |logit difference| between layouts: {diff:.2e}")
             set_channels_last(model, False)
 

@@ -8,6 +8,8 @@ weights as an uninterrupted run on the CPU).
 """
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import io
 import logging
@@ -93,6 +95,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         raise BenchError(f"{ckpt_path} already exists; pass --resume to continue it or choose another --out.")
     out.mkdir(parents=True, exist_ok=True)
 
+    autocast = training_autocast(dev, cfg.amp)
     n = len(train_data)
     done_now = 0
     for epoch in range(start, cfg.epochs):
@@ -111,7 +114,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
             x, y = train_data.batch(perm[i:i + cfg.batch_size])
             x = augment(x, spec.augmentation, gen).to(dev)
             y = y.to(dev)
-            logs = recipe.train_step(members, optimizers, x, y, gen)
+            with autocast:
+                logs = recipe.train_step(members, optimizers, x, y, gen)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * len(y)
             count += len(y)
@@ -128,6 +132,32 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         if on_epoch:
             on_epoch(row)
     return ckpt_path
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether the device runs bf16 convolutions and matmuls natively (CPU: AVX512-BF16 / AMX via
+    oneDNN; CUDA: compute capability 8.0+)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def training_autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast for the training passes (the inner attack and the update) when ``amp`` and the
+    device runs bf16 natively, else a no-op (fp32). Weights, optimizer state and the held-out
+    metrics stay fp32; bf16 needs no loss scaling. On the 2-core AMX CPU a small_cnn training step is
+    ~2.7x and an attack step ~3.8x faster than fp32 (``benchmarks/bench_layout.py``)."""
+    if amp and bf16_native(device):
+        logger.info("training with bf16 autocast on %s", device)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if amp:
+        logger.info("--amp: %s has no native bf16; training in fp32", device)
+    return contextlib.nullcontext()
 
 
 def _save(path: Path, cfg: TrainConfig, recipe: Recipe, members: Members, optimizers: Optimizers,

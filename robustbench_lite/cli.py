@@ -54,6 +54,9 @@ def add_train(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep conv weights NCHW (default: channels_last, ~1.3x faster small_cnn steps on the CPU)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for the training passes where the device runs bf16 natively (AMX/AVX512-BF16 "
+                   "CPUs, Ampere+ GPUs; else fp32); weights and evaluation stay fp32 (default from the preset)")
     p.set_defaults(func=cmd_train)
 
 
@@ -76,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "data_dir": args.data_dir, "dataset": args.dataset,
-        "channels_last": False if args.no_channels_last else None,
+        "channels_last": False if args.no_channels_last else None, "amp": args.amp,
         "attack_eps": parse_eps(args.eps) if args.eps is not None else None,
         "attack_steps": args.attack_steps,
         "attack_step_size": parse_eps(args.attack_step_size) if args.attack_step_size is not None else None,

@@ -217,3 +217,34 @@ def test_afd_needs_afd_net() -> None:
 def test_unknown_option_is_a_bench_error() -> None:
     with pytest.raises(BenchError):
         setup("trades", gamma=1.0)
+
+
+def test_amp_bf16_training_keeps_fp32_weights_and_learns(tmp_path, monkeypatch):
+    """--amp: bf16 autocast around the training passes only where bf16 is native; weights stay fp32."""
+    import contextlib
+
+    from defenses import build_config, train
+    from defenses import trainer as tr
+    from robustbench_lite.checkpoint import load_checkpoint
+
+    cpu = torch.device("cpu")
+    assert isinstance(tr.training_autocast(cpu, False), contextlib.nullcontext)
+    monkeypatch.setattr(tr, "bf16_native", lambda device: False)
+    assert isinstance(tr.training_autocast(cpu, True), contextlib.nullcontext)  # no native bf16: fp32
+    monkeypatch.setattr(tr, "bf16_native", lambda device: True)
+    ctx = tr.training_autocast(cpu, True)
+    with ctx:
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    seen: list[bool] = []
+    original = tr.DEFENSES.get("natural").train_step
+
+    def spy(self, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(tr.DEFENSES.get("natural"), "train_step", spy)
+    path = train(build_config("natural", "mnist5k", {"epochs": 2, "eval_n": 50, "amp": True}), tmp_path, progress=False)
+    assert seen and all(seen)
+    ckpt = load_checkpoint(path)
+    assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
+    assert ckpt.defense_config["amp"] is True and ckpt.history[-1]["heldout_clean"] > 80
