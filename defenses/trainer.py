@@ -9,7 +9,6 @@ weights as an uninterrupted run on the CPU).
 from __future__ import annotations
 
 import contextlib
-
 import csv
 import io
 import logging
@@ -96,6 +95,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
     out.mkdir(parents=True, exist_ok=True)
 
     autocast = training_autocast(dev, cfg.amp)
+    precision = "bf16" if isinstance(autocast, torch.autocast) else "fp32"
     n = len(train_data)
     done_now = 0
     for epoch in range(start, cfg.epochs):
@@ -126,7 +126,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         history.append(row)
         logger.info("%s epoch %d/%d: %s", cfg.defense, epoch + 1, cfg.epochs,
                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        _save(ckpt_path, cfg, recipe, members, optimizers, gen, history, epoch + 1, spec)
+        _save(ckpt_path, cfg, recipe, members, optimizers, gen, history, epoch + 1, spec, precision)
         _write_log(out / "log.csv", history)
         done_now += 1
         if on_epoch:
@@ -161,7 +161,7 @@ def training_autocast(device: torch.device, amp: bool) -> contextlib.AbstractCon
 
 
 def _save(path: Path, cfg: TrainConfig, recipe: Recipe, members: Members, optimizers: Optimizers,
-          gen: torch.Generator, history: list[dict[str, Any]], epoch: int, spec: Any) -> None:
+          gen: torch.Generator, history: list[dict[str, Any]], epoch: int, spec: Any, precision: str) -> None:
     train_state = {
         "epoch": epoch,
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -173,7 +173,7 @@ def _save(path: Path, cfg: TrainConfig, recipe: Recipe, members: Members, optimi
     ckpt = make_checkpoint(
         arch=cfg.arch, arch_kwargs=cfg.arch_kwargs, dataset=cfg.dataset, num_classes=spec.num_classes,
         input_shape=spec.input_shape, threat=cfg.attack.threat, defense=cfg.defense,
-        defense_config={**cfg.to_dict(), **{"options": recipe.opts}}, history=history, members=members,
+        defense_config={**cfg.to_dict(), "options": recipe.opts, "precision": precision}, history=history, members=members,
         default_member=recipe.eval_member, train_state=train_state)
     save_checkpoint(path, ckpt)
 

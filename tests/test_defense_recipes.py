@@ -247,4 +247,4 @@ def test_amp_bf16_training_keeps_fp32_weights_and_learns(tmp_path, monkeypatch):
     assert seen and all(seen)
     ckpt = load_checkpoint(path)
     assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
-    assert ckpt.defense_config["amp"] is True and ckpt.history[-1]["heldout_clean"] > 80
+    assert ckpt.defense_config["amp"] is True and ckpt.defense_config["precision"] == "bf16" and ckpt.history[-1]["heldout_clean"] > 80
