@@ -86,12 +86,13 @@ def main() -> None:
         for bs in args.batch_sizes if arch == "small_cnn" else [min(args.batch_sizes)]:
             x, y = torch.rand(bs, *shape), torch.randint(0, 10, (bs,))
             set_channels_last(model, False)
-            with torch.no_grad():
+            with torch.no_grad():  # compare before any training pass moves BatchNorm's running statistics
                 ref = model(x)
+                set_channels_last(model, True)
+                diff = (model(x) - ref).abs().max().item()
+            set_channels_last(model, False)
             base = passes(model, x, y)
             set_channels_last(model, True)
-            with torch.no_grad():
-                diff = (model(x) - ref).abs().max().item()
             fast = passes(model, x, y)
             half = passes(model, x, y, bf16=True) if bf16 else {}
             for k in base:

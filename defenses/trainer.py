@@ -151,7 +151,7 @@ def training_autocast(device: torch.device, amp: bool) -> contextlib.AbstractCon
     """bf16 autocast for the training passes (the inner attack and the update) when ``amp`` and the
     device runs bf16 natively, else a no-op (fp32). Weights, optimizer state and the held-out
     metrics stay fp32; bf16 needs no loss scaling. On the 2-core AMX CPU a small_cnn training step is
-    ~2.7x and an attack step ~3.8x faster than fp32 (``benchmarks/bench_layout.py``)."""
+    ~3.5x and an attack step ~4x faster than fp32 NCHW (``benchmarks/bench_layout.py``)."""
     if amp and bf16_native(device):
         logger.info("training with bf16 autocast on %s", device)
         return torch.autocast(device.type, dtype=torch.bfloat16)

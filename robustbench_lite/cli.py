@@ -53,7 +53,7 @@ def add_train(sub: Any) -> None:
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-channels-last", action="store_true",
-                   help="keep conv weights NCHW (default: channels_last, ~1.3x faster small_cnn steps on the CPU)")
+                   help="keep conv weights NCHW (default: channels_last, 1.1-1.4x faster small_cnn steps on the CPU)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for the training passes where the device runs bf16 natively (AMX/AVX512-BF16 "
                    "CPUs, Ampere+ GPUs; else fp32); weights and evaluation stay fp32 (default from the preset)")

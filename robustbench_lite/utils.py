@@ -89,8 +89,8 @@ def set_channels_last(model: nn.Module, enabled: bool = True) -> bool:
     """Store the model's 4-d weights channels_last (NHWC convolutions) when ``enabled`` and it has a
     Conv2d; otherwise contiguous (NCHW). Returns whether channels_last is now in effect.
 
-    On the 2-core CPU the small MNIST CNN's input-gradient pass is about 1.25-1.5x, its forward pass
-    about 1.6x and its training step about 1.3x faster channels_last; ResNet-18 is unchanged
+    On the 2-core CPU the small MNIST CNN's input-gradient pass is 1.1-1.6x, its forward pass
+    1.6-2.2x and its training step 1.1-1.4x faster channels_last (run to run); ResNet-18 is about unchanged
     (``benchmarks/bench_layout.py`` prints the ratios). On GPUs it is the layout cuDNN prefers.
     Only the layout changes; the numbers agree to float rounding.
     """
