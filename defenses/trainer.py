@@ -138,7 +138,10 @@ def bf16_native(device: torch.device) -> bool:
     """Whether the device runs bf16 convolutions and matmuls natively (CPU: AVX512-BF16 / AMX via
     oneDNN; CUDA: compute capability 8.0+)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        try:  # without emulation: pre-Ampere GPUs report bf16 "supported" but run it slowly
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:
+            return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
