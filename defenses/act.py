@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import nn
 
 from .base import Members, Optimizers, Recipe, register_defense
@@ -57,5 +56,3 @@ class ACT(Recipe):
                 "adv_acc": float((g_adv.argmax(1) == y).float().mean()),
                 "natural_acc": float((f_nat.argmax(1) == y).float().mean())}
 
-
-_ = torch

@@ -102,11 +102,8 @@ class AFD(Recipe):
         model = make_model()
         if not isinstance(model, AFDNet):
             raise BenchError("afd needs arch 'afd_net'.")
-        was = model.training
-        model.eval()
-        with torch.no_grad():
+        with frozen(model), torch.no_grad():
             dim = model.features(torch.zeros(2, *self.input_shape)).pooled.shape[1]
-        model.train(was)
         if self.opts["reset_classifier"]:
             _, cls = model.split_parameters(self.input_shape)
             reset_linear_(cls)
@@ -132,16 +129,12 @@ class AFD(Recipe):
         from pyautoattack.autopgd_base import APGDAttack
 
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        was = model.training
-        model.eval()
-        try:
-            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), frozen(model):
-                torch.manual_seed(seed)
-                apgd = APGDAttack(model, n_iter=self.attack.steps, norm="Linf" if self.attack.norm == "linf" else "L2",
-                                  n_restarts=1, eps=self.attack.eps, seed=seed, loss="ce", device=x.device)
-                x_adv = apgd.perturb(x, y, best_loss=True)
-        finally:
-            model.train(was)
+        # frozen: eval mode and no weight gradients inside, the model's mode restored after
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), frozen(model):
+            torch.manual_seed(seed)
+            apgd = APGDAttack(model, n_iter=self.attack.steps, norm="Linf" if self.attack.norm == "linf" else "L2",
+                              n_restarts=1, eps=self.attack.eps, seed=seed, loss="ce", device=x.device)
+            x_adv = apgd.perturb(x, y, best_loss=True)
         return x_adv.detach()
 
     # -- the three updates ---------------------------------------------------------------------

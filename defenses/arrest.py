@@ -26,7 +26,6 @@ Two stages in one run (``cfg.epochs`` = ``stage1_epochs`` + finetuning epochs):
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Callable
 
 import torch
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.utils import frozen
 
 from .base import Members, Optimizers, Recipe, TrainConfig, register_defense
 from .losses import angular_distance, noisy_replay_mask, nr_threshold
@@ -52,6 +52,7 @@ class Arrest(Recipe):
             raise BenchError(f"arrest variant must be one of {', '.join(VARIANTS)}, got {self.opts['variant']!r}.")
         self.use_rgkd, self.use_nr = VARIANTS[self.opts["variant"]]
         self.stage1 = int(self.opts["stage1_epochs"])
+        self.warmup_start = self.stage1  # the eps warm-up counts from the start of stage 2
         if self.opts["init"] and self.stage1 != 0:
             raise BenchError("arrest: with init=<checkpoint> stage 1 is skipped, so stage1_epochs must be 0.")
         if not self.opts["init"] and self.stage1 <= 0:
@@ -66,14 +67,6 @@ class Arrest(Recipe):
     @property
     def finetuning(self) -> bool:
         return self.epoch >= self.stage1
-
-    def set_epoch(self, epoch: int) -> None:
-        """The training attack for this epoch; the eps warm-up counts from the start of stage 2."""
-        self.epoch = epoch
-        w = self.cfg.eps_warmup_epochs
-        scale = min(1.0, (epoch - self.stage1 + 1) / w) if w > 0 else 1.0
-        a = self.cfg.attack
-        self.attack = dataclasses.replace(a, eps=a.eps * max(scale, 0.0), step_size=a.step_size * max(scale, 0.0))
 
     def members(self, make_model: Callable[[], nn.Module]) -> Members:
         model = make_model()
@@ -119,11 +112,8 @@ class Arrest(Recipe):
         replaced = 0.0
         if self.use_nr and self.epoch - self.stage1 < self.nr_epochs:
             assert h_ref is not None
-            was = model.training
-            model.eval()
-            with torch.no_grad():
+            with frozen(model), torch.no_grad():  # measured in eval mode
                 dist = angular_distance(model.features(x).pre_pool, h_ref)
-            model.train(was)
             switch = noisy_replay_mask(dist, self.tau)
             u = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
             noisy = (x + (2 * u - 1) * self.attack.eps).clamp(0, 1)

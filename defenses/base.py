@@ -100,13 +100,15 @@ class Recipe:
         self.cfg = cfg
         self.opts = {**self.option_defaults, **cfg.options}
         self.epoch = 0
+        self.warmup_start = 0  # the epoch the eps warm-up counts from (ARREST: the start of stage 2)
         self.attack = cfg.attack
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by the trainer before each (0-based) epoch; sets the epoch's training attack."""
+        """Called by the trainer before each (0-based) epoch; sets the epoch's training attack
+        (eps and step ramped linearly over ``eps_warmup_epochs`` from ``warmup_start``; 0 before it)."""
         self.epoch = epoch
         w = self.cfg.eps_warmup_epochs
-        scale = min(1.0, (epoch + 1) / w) if w > 0 else 1.0
+        scale = min(1.0, max(0.0, (epoch - self.warmup_start + 1) / w)) if w > 0 else 1.0
         a = self.cfg.attack
         self.attack = dataclasses.replace(a, eps=a.eps * scale, step_size=a.step_size * scale)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -110,5 +109,3 @@ def feature_loss(d_adv: Tensor, kind: str) -> Tensor:
         return F.softplus(-d_adv).mean()
     return -d_adv.mean()
 
-
-_ = torch

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluations.losses import kl_to
+from robustbench_lite.utils import frozen
 
 from .base import Recipe, register_defense
 from .losses import trades_kl
@@ -37,11 +38,8 @@ class Trades(Recipe):
     option_defaults = {"beta": 6.0}
 
     def loss(self, model, x, y, generator):  # type: ignore[no-untyped-def]
-        was = model.training
-        model.eval()
-        with torch.no_grad():
+        with frozen(model), torch.no_grad():  # eval mode, as the official trades_loss
             p_nat = F.softmax(model(x), dim=1)
-        model.train(was)
         x_adv = attack_batch(model, x, y, self.attack, generator, loss=kl_to(p_nat))
         model.train()
         logits_nat = model(x)
