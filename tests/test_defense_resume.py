@@ -84,3 +84,14 @@ def test_resume_arrest_mid_finetuning(tmp_path: Path) -> None:
     straight = train(cfg, tmp_path / "straight", progress=False)
     train(cfg, tmp_path / "resumed", progress=False, stop_after=2)
     assert_same(straight, train(cfg, tmp_path / "resumed", progress=False, resume=True))
+
+
+@pytest.mark.parametrize("name", ["madry", "act", "afd"])
+def test_resume_matches_uninterrupted_under_bf16_autocast(name: str, tmp_path: Path) -> None:
+    """--amp: a resumed bf16 run equals the uninterrupted one bit for bit (fp32 where bf16 is not native)."""
+    cfg = cfg_for({**CASES[name], "amp": True})
+    run_both(cfg, tmp_path)
+    from defenses.trainer import bf16_native
+
+    want = "bf16" if bf16_native(torch.device("cpu")) else "fp32"
+    assert read_checkpoint_dict(tmp_path / "resumed" / "checkpoint.pt")["defense_config"]["precision"] == want
