@@ -25,6 +25,7 @@ test-fast: $(STAMP)  # skips the tests marked slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_layout.py
+	$(BIN)/python benchmarks/bench_batch.py
 	$(BIN)/python benchmarks/bench_attacks.py
 	$(BIN)/python benchmarks/bench_suite.py
 

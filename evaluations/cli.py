@@ -42,7 +42,7 @@ def add_transfer(sub: Any) -> None:
     p.add_argument("--threat", default=None, help="e.g. linf:0.3 (default: the dataset's standard Linf radius)")
     p.add_argument("--steps", type=int, default=20, help="PGD steps on the surrogate")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
-    p.add_argument("--batch-size", type=int, default=256, help="batch size")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 128 on a CPU, 256 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--out", default="runs/transfer", help="output folder (transfer.csv, transfer.json)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,8 @@ from robustbench_lite.checkpoint import Checkpoint, load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError
 from robustbench_lite.threat import ThreatModel
-from robustbench_lite.utils import (atomic_write_json, atomic_write_text, library_versions, resolve_device,
-                                   set_channels_last, sha256_file)
+from robustbench_lite.utils import (atomic_write_json, atomic_write_text, default_batch_size, library_versions,
+                                   resolve_device, set_channels_last, sha256_file)
 
 from .metrics import mean_median, normalized_auc
 from .runner import Part, RunContext, run_tasks, write_per_example
@@ -47,7 +48,7 @@ SUMMARY_COLUMNS = ["attack", "norm", "eps", "n", "attacked", "accuracy", "worst_
 class EvalOptions:
     suite: str | Path = "quick"
     n_examples: int | None = None
-    batch_size: int = 256
+    batch_size: int | None = None  # None: default_batch_size(device), 128 on a CPU, 256 on a GPU
     device: str | None = None
     seed: int = 0
     threat: str | None = None
@@ -107,6 +108,9 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
                     checkpoint_path: Path | None = None) -> dict[str, Any]:
     out = Path(out_dir)
     device = resolve_device(options.device)
+    if options.batch_size is None:
+        options = dataclasses.replace(options, batch_size=default_batch_size(device))
+    assert options.batch_size is not None
     spec = get_dataset(ckpt.dataset)
     threat = _threat_for(ckpt, options)
     data = spec.load("test", options.data_dir)
@@ -307,7 +311,8 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
         if (rec["suite"]["hash"] != first["suite"]["hash"] or rec["checkpoint"]["sha256"] != first["checkpoint"]["sha256"]
                 or rec["suite"]["cascade"] != first["suite"]["cascade"] or rec["shard"]["n_total"] != first["shard"]["n_total"]
                 or any(rec.get(k) != first.get(k) for k in same)):
-            raise BenchError(f"{d} was made with another checkpoint, suite, seed, threat or example set than {recs[0][1]}.")
+            raise BenchError(f"{d} was made with another checkpoint, suite, seed, threat, batch size or example set than "
+                             f"{recs[0][1]} (shards on CPUs and GPUs default to different batch sizes: pass --batch-size).")
     n_total = first["shard"]["n_total"]
     pos = 0
     for start, d, rec in recs:

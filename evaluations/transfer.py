@@ -25,7 +25,8 @@ from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError
 from robustbench_lite.threat import ThreatModel
-from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator, resolve_device
+from robustbench_lite.utils import (atomic_write_json, atomic_write_text, default_batch_size, frozen, make_generator,
+                                   resolve_device)
 
 from .attacks import predict
 from .attacks.transfer import transfer_examples
@@ -34,12 +35,13 @@ logger = logging.getLogger(__name__)
 
 
 def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Path, *, n_examples: int | None = None,
-                    threat: str | None = None, steps: int = 20, seed: int = 0, batch_size: int = 256,
+                    threat: str | None = None, steps: int = 20, seed: int = 0, batch_size: int | None = None,
                     device: str | None = None, data_dir: str | None = None) -> list[dict[str, Any]]:
     """Success rates (%) of every surrogate's PGD examples on every target; writes the outputs."""
     if not surrogates or not targets:
         raise BenchError("give at least one surrogate and one target checkpoint.")
     dev = resolve_device(device)
+    batch_size = batch_size or default_batch_size(dev)
     tgts = {t: load_checkpoint(t) for t in targets}
     datasets = {c.dataset for c in tgts.values()}
     if len(datasets) != 1:
@@ -80,6 +82,7 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "transfer.csv", matrix_csv(rows, surrogates, targets))
     atomic_write_json(out / "transfer.json", {"format": "robustbench_lite/transfer", "steps": steps, "seed": seed,
+                                              "batch_size": batch_size,
                                               "n_examples": len(idx), "dataset": dataset, "threat": tm.to_dict(),
                                               "rows": rows})
     return rows

@@ -115,7 +115,7 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--suite", default="quick", help="suite name (quick, full, ...) or path to a .toml file")
     p.add_argument("--n-examples", type=int, default=None,
                    help="evaluate a fixed class-balanced subset of N test examples (round-robin over classes); default all")
-    p.add_argument("--batch-size", type=int, default=256, help="attack batch size")
+    p.add_argument("--batch-size", type=int, default=None, help="attack batch size (default: 128 on a CPU, 256 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="seed for every attack's randomness")
     p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>)")

@@ -274,3 +274,22 @@ def test_model_that_cannot_run_channels_last_falls_back_to_nchw(tmp_path):
     rec = evaluate_loaded(ckpt, parse_suite(suite.read_text()), tmp_path / "out",
                           EvalOptions(suite=str(suite), n_examples=16, batch_size=16, check_examples=8))
     assert rec["memory_format"] == "contiguous" and rec["n"] == 16
+
+
+def test_default_batch_size_is_128_on_a_cpu_and_recorded(tmp_path):
+    """No --batch-size: the CPU default (128) is what runs, and result.json and the fingerprint say so."""
+    from evaluations.evaluate import evaluate_loaded
+    from robustbench_lite.checkpoint import Checkpoint
+    from robustbench_lite.utils import default_batch_size
+
+    assert default_batch_size(torch.device("cpu")) == 128 and default_batch_size(torch.device("cuda")) == 256
+    torch.manual_seed(0)
+    ckpt = Checkpoint(model=FlattenByView().eval(), arch="custom", arch_kwargs={}, dataset="mnist5k", num_classes=10,
+                      input_shape=(1, 28, 28), threat=None, defense="unknown")
+    suite = tmp_path / "s.toml"
+    suite.write_text(SHARD_SUITE)
+    rec = evaluate_loaded(ckpt, parse_suite(suite.read_text()), tmp_path / "out",
+                          EvalOptions(suite=str(suite), n_examples=16, check_examples=8, device="cpu"))
+    assert rec["batch_size"] == 128
+    part = json.loads(next((tmp_path / "out" / "parts").glob("*.json")).read_text())
+    assert part["fingerprint"]["batch_size"] == 128
