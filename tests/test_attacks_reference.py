@@ -1,6 +1,7 @@
 """Reference tests: each wrapped attack equals its library called directly on the same model and
-inputs; our PGD-20 matches foolbox and torchattacks; minimum-norm attacks land near the closed-form
-optimum of a linear model."""
+inputs (foolbox minimum-norm attacks, AutoAttack, Square); our own FGSM and MIM equal torchattacks';
+our PGD-20 (Linf, L2) is at least as strong as foolbox's and torchattacks'; minimum-norm attacks land
+near the closed-form optimum of a linear model."""
 from __future__ import annotations
 
 import pytest
@@ -63,24 +64,72 @@ def test_autoattack_equals_pyautoattack(norm, eps, eval_model, eval_batch):  # n
     assert torch.allclose(out.x_adv, ref)
 
 
-def test_pgd20_matches_foolbox_and_torchattacks(eval_model, eval_batch):  # noqa: F811
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0)])  # radii where the 1-epoch model keeps some points
+def test_pgd20_matches_foolbox_and_torchattacks(norm, eps, eval_model, eval_batch):  # noqa: F811
     import foolbox as fb
     import torchattacks
 
     x, y = _clean_correct(eval_model, *eval_batch)
-    eps, steps = 0.1, 20  # a radius where the 1-epoch model keeps some points
-    ours = create_attack("pgd", steps=steps).run(eval_model, x, y, eps=eps, generator=make_generator(0))
+    steps = 20
+    ours = create_attack("pgd", norm=norm, steps=steps).run(eval_model, x, y, eps=eps, generator=make_generator(0))
     acc_ours = 100 * (~ours.success).float().mean().item()
+    fb_attack = fb.attacks.LinfPGD if norm == "linf" else fb.attacks.L2PGD
+    ta_attack = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     with frozen(eval_model):
-        _, _, fb_succ = fb.attacks.LinfPGD(steps=steps, rel_stepsize=2.5 / steps)(
+        _, _, fb_succ = fb_attack(steps=steps, rel_stepsize=2.5 / steps)(
             fb.PyTorchModel(eval_model, bounds=(0, 1)), x, y, epsilons=eps)
-        ta = torchattacks.PGD(eval_model, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True)
+        ta = ta_attack(eval_model, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True)
         ta_adv = ta(x, y)
         ta_succ = eval_model(ta_adv).argmax(1) != y
     for name, succ in (("foolbox", fb_succ), ("torchattacks", ta_succ)):
         acc_ref = 100 * (~succ).float().mean().item()
         # within 1 point (plus one example of this small sample) or lower
         assert acc_ours <= acc_ref + max(1.0, 100 / len(x)) + 1e-9, f"ours {acc_ours:.1f}% vs {name} {acc_ref:.1f}%"
+
+
+def test_fgsm_equals_torchattacks(eval_model, eval_batch):  # noqa: F811
+    import torchattacks
+
+    x, y = eval_batch
+    out = create_attack("fgsm").run(eval_model, x, y, eps=0.1, generator=make_generator(0))
+    with frozen(eval_model):
+        ref = torchattacks.FGSM(eval_model, eps=0.1)(x, y)
+        ref_success = eval_model(ref).argmax(1) != y
+    assert torch.allclose(out.x_adv, ref)
+    assert torch.equal(out.success, ref_success)
+
+
+def test_mim_equals_torchattacks_mifgsm_on_rows_it_does_not_break(eval_model, eval_batch):  # noqa: F811
+    """torchattacks' MI-FGSM normalises by the mean |grad| (ours by the L1 norm: the same direction)
+    and always takes every step. Ours returns the iterate that broke a row: every row torchattacks'
+    last iterate breaks, ours broke too, and rows ours never broke end at torchattacks' last iterate."""
+    import torchattacks
+
+    x, y = _clean_correct(eval_model, *eval_batch)
+    eps = 0.1
+    out = create_attack("mim").run(eval_model, x, y, eps=eps, generator=make_generator(0))
+    with frozen(eval_model):
+        ref = torchattacks.MIFGSM(eval_model, eps=eps, alpha=eps / 10, steps=10, decay=1.0)(x, y)
+        ref_success = eval_model(ref).argmax(1) != y
+    assert (~out.success).any() and ref_success.any()  # both outcomes occur at this radius
+    assert not (ref_success & ~out.success).any()
+    kept = ~out.success
+    assert torch.allclose(out.x_adv[kept], ref[kept], atol=1e-6)
+
+
+def test_square_equals_pyautoattack(eval_model, eval_batch):  # noqa: F811
+    from pyautoattack import AutoAttack
+
+    x, y = eval_batch
+    x, y = x[:16], y[:16]
+    out = create_attack("square", n_queries=100).run(eval_model, x, y, eps=0.1, generator=make_generator(5))
+    with frozen(eval_model, eval_mode=False):
+        aa = AutoAttack(eval_model, norm="Linf", eps=0.1, version="custom", attacks=["square"], seed=_seed_of(make_generator(5)))
+        aa.square.n_queries = 100
+        ref, _ = aa.run_standard_evaluation(x, y, batch_size=500)
+        ref_success = eval_model(ref).argmax(1) != y
+    assert torch.equal(out.success, ref_success)
+    assert torch.allclose(out.x_adv, ref)
 
 
 _MIN_NORM = [("ddn", "l2"), ("cw_l2", "l2"), ("deepfool_l2", "l2"), ("deepfool_linf", "linf"), ("min_linf", "linf")]
