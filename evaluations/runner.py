@@ -276,8 +276,13 @@ def _reuse(path: Path, ctx: RunContext) -> Part | None:
         d = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if d.get("fingerprint") != ctx.fingerprint:
-        logger.warning("not reusing %s: it was made with another suite, seed, checkpoint or example set", path.name)
+    old = d.get("fingerprint")
+    if old != ctx.fingerprint:
+        old = old if isinstance(old, dict) else {}
+        keys = [k for k in ctx.fingerprint if old.get(k) != ctx.fingerprint[k]]
+        diff = ", ".join(f"another {k}" if k in ("suite", "checkpoint", "threat", "member") else
+                         f"{k} {old.get(k)} (now {ctx.fingerprint[k]})" for k in keys)
+        logger.warning("not reusing %s: it was made with %s", path.name, diff or "another fingerprint")
         return None
     logger.info("resume: reusing %s", path.name)
     return Part.from_json(d["part"])

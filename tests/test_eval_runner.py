@@ -164,6 +164,20 @@ def test_resume_after_interruption_gives_same_numbers(tmp_path):
     assert [p.robust for p in parts] == [p.robust for p in full_parts]
 
 
+def test_resume_with_another_fingerprint_recomputes_and_says_why(tmp_path, caplog):
+    """Parts made with another batch size (e.g. the former CPU default 256) are not reused, and the
+    warning names what differs."""
+    suite = parse_suite(SUITE.format(cascade="true"))
+    x, y = _data()
+    run_tasks(Identity(), x, y, RunContext(suite, ThreatModel("linf", 0.3), 0, 8, tmp_path, {"batch_size": 16, "seed": 0}))
+    CALLS.clear()
+    with caplog.at_level("WARNING", logger="evaluations.runner"):
+        run_tasks(Identity(), x, y, RunContext(suite, ThreatModel("linf", 0.3), 0, 8, tmp_path,
+                                               {"batch_size": 8, "seed": 0}, resume=True))
+    assert any(lab == "a" for lab, _, _ in CALLS)  # recomputed
+    assert "batch_size 16 (now 8)" in caplog.text and "seed" not in caplog.text
+
+
 def test_auc_matches_numpy_trapezoid():
     rng = np.random.default_rng(0)
     for _ in range(5):
