@@ -32,17 +32,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def add_transfer(sub: Any) -> None:
+    from robustbench_lite.cli import positive_int
+
     p = sub.add_parser("transfer", help="black-box transfer matrix between checkpoints",
                        description="PGD examples crafted on each surrogate, evaluated on each target. transfer.csv: "
                        "success rate in %% among the target's clean-correct points (ACT Table 3; lower = more robust).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--surrogates", nargs="+", required=True, help="checkpoints the attack is crafted on")
     p.add_argument("--targets", nargs="+", required=True, help="checkpoints the examples are evaluated on")
-    p.add_argument("--n-examples", type=int, default=None, help="class-balanced subset of N test examples; default all")
+    p.add_argument("--n-examples", type=positive_int, default=None, help="class-balanced subset of N test examples; default all")
     p.add_argument("--threat", default=None, help="e.g. linf:0.3 (default: the dataset's standard Linf radius)")
-    p.add_argument("--steps", type=int, default=20, help="PGD steps on the surrogate")
+    p.add_argument("--steps", type=positive_int, default=20, help="PGD steps on the surrogate")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 128 on a CPU, 256 on a GPU)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default: 128 on a CPU, 256 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--out", default="runs/transfer", help="output folder (transfer.csv, transfer.json)")

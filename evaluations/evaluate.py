@@ -16,9 +16,9 @@ shard folders by example index into the outputs of the unsharded run.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +110,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     device = resolve_device(options.device)
     if options.batch_size is None:
         options = dataclasses.replace(options, batch_size=default_batch_size(device))
-    assert options.batch_size is not None
+    if options.batch_size < 1:
+        raise BenchError(f"the batch size must be a positive integer, got {options.batch_size}.")
     spec = get_dataset(ckpt.dataset)
     threat = _threat_for(ckpt, options)
     data = spec.load("test", options.data_dir)

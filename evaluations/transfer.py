@@ -41,7 +41,9 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
     if not surrogates or not targets:
         raise BenchError("give at least one surrogate and one target checkpoint.")
     dev = resolve_device(device)
-    batch_size = batch_size or default_batch_size(dev)
+    batch_size = default_batch_size(dev) if batch_size is None else batch_size
+    if batch_size < 1 or steps < 1:
+        raise BenchError(f"the batch size and the number of steps must be positive integers, got {batch_size} and {steps}.")
     tgts = {t: load_checkpoint(t) for t in targets}
     datasets = {c.dataset for c in tgts.values()}
     if len(datasets) != 1:

@@ -14,6 +14,17 @@ from .errors import BenchError
 
 logger = logging.getLogger("robustbench_lite")
 
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: a bad value is argparse's one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
 EPILOG = """examples:
   bench train --defense madry --dataset mnist5k --arch small_cnn --epochs 10 --out runs/madry
   bench eval --model runs/madry/checkpoint.pt --suite quick
@@ -35,12 +46,12 @@ def add_train(sub: Any) -> None:
     p.add_argument("--preset", default=None,
                    help="preset table in defenses/presets/<defense>.toml (default: the dataset name, else mnist5k)")
     p.add_argument("--arch", default=None, help="model architecture (registry name); default from the preset")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default from the preset)")
-    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default from the preset)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="number of epochs (default from the preset)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="training batch size (default from the preset)")
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (default from the preset)")
     p.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay (default from the preset)")
     p.add_argument("--eps", default=None, help="training attack radius, e.g. 0.3 or 8/255 (default from the preset)")
-    p.add_argument("--attack-steps", type=int, default=None, help="training attack PGD steps (default from the preset)")
+    p.add_argument("--attack-steps", type=positive_int, default=None, help="training attack PGD steps (default from the preset)")
     p.add_argument("--attack-step-size", default=None, help="training attack step size (default from the preset)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe option, repeatable (e.g. beta=6 for trades, alpha=0.9 for act)")
@@ -113,9 +124,9 @@ def add_eval(sub: Any) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint file (ours, or a plain state_dict with --arch and --dataset)")
     p.add_argument("--suite", default="quick", help="suite name (quick, full, ...) or path to a .toml file")
-    p.add_argument("--n-examples", type=int, default=None,
+    p.add_argument("--n-examples", type=positive_int, default=None,
                    help="evaluate a fixed class-balanced subset of N test examples (round-robin over classes); default all")
-    p.add_argument("--batch-size", type=int, default=None, help="attack batch size (default: 128 on a CPU, 256 on a GPU)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="attack batch size (default: 128 on a CPU, 256 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="seed for every attack's randomness")
     p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>)")
@@ -197,7 +208,7 @@ def add_demo(sub: Any) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--defenses", nargs="+", default=None, help="recipes to run (default: the list in demo.toml)")
-    p.add_argument("--n-examples", type=int, default=None, help="test examples per evaluation (default: demo.toml)")
+    p.add_argument("--n-examples", type=positive_int, default=None, help="test examples per evaluation (default: demo.toml)")
     p.add_argument("--suite", default=None, help="evaluation suite (default: demo.toml)")
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument("--resume", action="store_true", help="reuse finished training and evaluation in OUT")

@@ -69,6 +69,28 @@ def test_user_errors_are_one_sentence(capsys, tmp_path, synthetic_ckpt):
     _one_clear_error(code, err, "")
 
 
+@pytest.mark.parametrize("argv", [
+    ["eval", "--model", "m.pt", "--batch-size", "0"],
+    ["eval", "--model", "m.pt", "--n-examples", "-3"],
+    ["train", "--defense", "madry", "--epochs", "0"],
+    ["train", "--defense", "madry", "--batch-size", "x"],
+    ["train", "--defense", "madry", "--attack-steps", "0"],
+    ["transfer", "--surrogates", "a.pt", "--targets", "b.pt", "--steps", "-1"],
+    ["transfer", "--surrogates", "a.pt", "--targets", "b.pt", "--batch-size", "0"],
+    ["demo", "--n-examples", "0"],
+])
+def test_counts_must_be_positive(capsys, argv):
+    """A zero or negative count or size is argparse's one-line usage error (exit 2), before any work."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert [l for l in err.splitlines() if "error:" in l][0].endswith(("must be a positive integer, got 0",
+                                                                         "must be a positive integer, got -3",
+                                                                         "must be a positive integer, got -1",
+                                                                         "must be a positive integer, got 'x'"))
+
+
 def test_existing_run_is_not_overwritten(capsys, tmp_path, synthetic_ckpt):
     out = tmp_path / "run"
     out.mkdir()
