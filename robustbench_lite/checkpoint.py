@@ -98,6 +98,8 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "unsupported global" not in str(e).lower():  # bytes that are no pickle (a text or image file)
+            raise BenchError(f"cannot read {path}: the file is truncated or not a PyTorch checkpoint.") from e
         raise BenchError(
             f"refused to load {path}: it needs arbitrary unpickling (e.g. a pickled model object), which could run code; "
             "re-save it as a state_dict."

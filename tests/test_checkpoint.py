@@ -92,6 +92,14 @@ def test_code_executing_pickle_is_refused_and_runs_nothing(tmp_path):
     assert not marker.exists()
 
 
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path):
+    """A text file fails torch's weights-only unpickler too; it must not be reported as a pickled object."""
+    text = tmp_path / "notes.pt"
+    text.write_text("# not a checkpoint\n")
+    with pytest.raises(BenchError, match="not a PyTorch checkpoint"):
+        load_checkpoint(text, arch="small_cnn", dataset="mnist5k")
+
+
 def test_stored_arch_is_resolved_only_through_registry(tmp_path):
     p, _ = _ckpt(tmp_path)
     d = torch.load(p, weights_only=True)
