@@ -25,6 +25,7 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
 
+
 EPILOG = """examples:
   bench train --defense madry --dataset mnist5k --arch small_cnn --epochs 10 --out runs/madry
   bench eval --model runs/madry/checkpoint.pt --suite quick

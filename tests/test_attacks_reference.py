@@ -1,6 +1,6 @@
 """Reference tests: each wrapped attack equals its library called directly on the same model and
 inputs (foolbox minimum-norm attacks, AutoAttack, Square); our own FGSM and MIM equal torchattacks';
-our PGD-20 (Linf, L2) is at least as strong as foolbox's and torchattacks'; minimum-norm attacks land
+our PGD-20 (Linf, L2) is as strong as foolbox's and torchattacks' (to one example); minimum-norm attacks land
 near the closed-form optimum of a linear model."""
 from __future__ import annotations
 
