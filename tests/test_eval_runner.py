@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -203,6 +204,26 @@ def test_suite_keys(tmp_path):
         parse_suite('[[attacks]]\nname = "pgd"\neps = 0.1\neps_scale = [1]\n')
     s = parse_suite('surrogates = ["a.pt"]\n[[attacks]]\nname = "pgd"\n')
     assert s.attacks[-1].name == "transfer" and s.attacks[-1].label == "transfer[a]" and s.attacks[-1].cascade is False
+
+
+@pytest.mark.parametrize("entry,message", [
+    ('name = "pgd"\nsteps = 0', "option 'steps' must be a positive integer, got 0"),
+    ('name = "pgd"\nsteps = "ten"', "option 'steps' must be a positive integer, got 'ten'"),
+    ('name = "pgd"\nsteps = 2.5', "option 'steps' must be a positive integer, got 2.5"),
+    ('name = "pgd"\nrestarts = 0', "option 'restarts' must be a positive integer"),
+    ('name = "pgd"\nstep_size = 0', "option 'step_size' must be a positive number"),
+    ('name = "pgd"\nrandom_start = "gauss"', "option 'random_start' must be one of 'uniform', 'normal', 'none'"),
+    ('name = "square"\nn_queries = 0', "option 'n_queries' must be a positive integer"),
+    ('name = "mim"\ndecay = -1', "option 'decay' must be a non-negative number"),
+    ('name = "cw_l2"\nabort_early = 1', "option 'abort_early' must be a boolean"),
+    ('name = "autoattack"\nattacks = [1]', "option 'attacks' must be a list of strings, got [1]"),
+])
+def test_attack_options_are_type_and_range_checked(entry, message):
+    """A suite typo such as steps = 0 would run an attack that does nothing and report clean accuracy
+    as robust: it is a clear error instead. Valid edge values still parse."""
+    with pytest.raises(BenchError, match=re.escape(message)):
+        parse_suite(f"[[attacks]]\n{entry}\n")
+    parse_suite('[[attacks]]\nname = "mim"\ndecay = 0\n[[attacks]]\nname = "cw_l2"\nconfidence = 0\n')
 
 
 SHARD_SUITE = """

@@ -12,6 +12,10 @@ Two kinds:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +48,7 @@ class Attack:
     def __post_init__(self) -> None:
         if self.norm not in self.norms_supported:
             raise BenchError(f"attack {self.name!r} supports norms {', '.join(self.norms_supported)}, not {self.norm!r}.")
+        _check_options(self)
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:
@@ -51,6 +56,52 @@ class Attack:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, **dataclasses.asdict(self)}
+
+
+# Ranges of the options our attacks share by name (a user's own attack is only type-checked):
+# counts are >= 1, step sizes and radii > 0; for these floats 0 is a real setting.
+_COUNTS = frozenset({"steps", "restarts", "n_queries", "binary_search_steps", "search_steps", "candidates", "batch_size"})
+_POSITIVE = frozenset({"stepsize", "step_size", "rel_step_size", "initial_const", "init_epsilon", "gamma", "eps_max"})
+_NON_NEGATIVE = frozenset({"confidence", "overshoot", "decay"})
+
+
+@functools.cache
+def _hints(cls: type[Attack]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_options(attack: Attack) -> None:
+    """Every option has its declared type, and the shared counts and step sizes their range: a typo
+    in a suite such as ``steps = 0`` must not run an attack that does nothing and so report clean
+    accuracy as robust accuracy."""
+    hints = _hints(type(attack))
+    for f in dataclasses.fields(attack):
+        value, hint, name = getattr(attack, f.name), hints[f.name], f.name
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            args = typing.get_args(hint)
+            if value is None and type(None) in args:
+                continue
+            hint = next(a for a in args if a is not type(None))
+        where = f"attack {attack.name!r}: option {name!r}"
+        if hint is int and (not isinstance(value, int) or isinstance(value, bool) or (name in _COUNTS and value < 1)):
+            raise BenchError(f"{where} must be a {'positive ' if name in _COUNTS else ''}integer, got {value!r}.")
+        if hint is float:
+            if not _is_number(value):
+                raise BenchError(f"{where} must be a number, got {value!r}.")
+            if name in _POSITIVE and not (math.isfinite(value) and value > 0):
+                raise BenchError(f"{where} must be a positive number, got {value!r}.")
+            if name in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
+                raise BenchError(f"{where} must be a non-negative number, got {value!r}.")
+        if hint in (str, bool) and not isinstance(value, hint):
+            raise BenchError(f"{where} must be a {'string' if hint is str else 'boolean (true or false)'}, got {value!r}.")
+        if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
+            raise BenchError(f"{where} must be one of {', '.join(map(repr, typing.get_args(hint)))}, got {value!r}.")
+        if hint == tuple[str, ...] and not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
+            raise BenchError(f"{where} must be a list of strings, got {list(value) if isinstance(value, tuple) else value!r}.")
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
