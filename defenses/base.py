@@ -7,6 +7,7 @@ epochs, data, LR schedules, checkpoints, resume and logging.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -28,9 +29,23 @@ class AttackConfig:
     step_size: float = 0.03
     random_start: str = "uniform"
 
+    def __post_init__(self) -> None:
+        _require("attack steps", self.steps, integer=True, minimum=1)
+        _require("attack step_size", self.step_size, minimum=0.0)
+
     @property
     def threat(self) -> ThreatModel:
         return ThreatModel(self.norm, self.eps)
+
+
+def _require(name: str, value: Any, *, integer: bool = False, minimum: float = 0.0, strict: bool = False) -> None:
+    """A training setting is a finite number (an integer where ``integer``) >= ``minimum`` (> if ``strict``)."""
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if (isinstance(value, bool) or not ok_type or not math.isfinite(value) or value < minimum
+            or (strict and value == minimum)):
+        kind = "an integer" if integer else "a number"
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise BenchError(f"{name} must be {kind} {bound}, got {value!r}.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +73,20 @@ class TrainConfig:
     channels_last: bool = True   # NHWC conv weights: 1.1-1.4x faster training steps for small_cnn on the CPU
     amp: bool = False            # bf16 autocast for the training passes (attack + update) where bf16 is native
     options: dict[str, Any] = field(default_factory=dict)  # recipe-specific (beta, alpha, lambda, ...)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_n", "eval_steps"):
+            _require(name, getattr(self, name), integer=True, minimum=1)
+        _require("eps_warmup_epochs", self.eps_warmup_epochs, integer=True)
+        _require("lr", self.lr, strict=True)
+        _require("gamma", self.gamma, strict=True)
+        for name in ("momentum", "weight_decay"):
+            _require(name, getattr(self, name))
+        for m in self.milestones:
+            _require("a milestone", m, integer=True)
+        for e, v in self.lr_schedule:
+            _require("an lr_schedule epoch", e, integer=True)
+            _require("an lr_schedule rate", v, strict=True)
 
     def lr_at(self, epoch: int, base_lr: float | None = None) -> float:
         """The LR for a 0-based epoch: explicit schedule, else milestones x gamma."""
@@ -97,6 +126,17 @@ class Recipe:
         if unknown:
             valid = ", ".join(sorted(self.option_defaults)) or "none"
             raise BenchError(f"defense {self.name!r} has no option {', '.join(unknown)}; valid: {valid}.")
+        for k, v in cfg.options.items():  # each option has its default's type (an integer is a number)
+            d = self.option_defaults[k]
+            want = (bool if isinstance(d, bool) else int if isinstance(d, int) else float if isinstance(d, float)
+                    else str if isinstance(d, str) else None)
+            ok = (want is None or (isinstance(v, bool) if want is bool else
+                                   isinstance(v, str) if want is str else
+                                   (isinstance(v, (int, float) if want is float else int) and not isinstance(v, bool)
+                                    and math.isfinite(v))))
+            if not ok:
+                kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[want]  # type: ignore[index]
+                raise BenchError(f"defense {self.name!r}: option {k} must be {kind}, got {v!r}.")
         self.cfg = cfg
         self.opts = {**self.option_defaults, **cfg.options}
         self.epoch = 0

@@ -248,3 +248,37 @@ def test_amp_bf16_training_keeps_fp32_weights_and_learns(tmp_path, monkeypatch):
     ckpt = load_checkpoint(path)
     assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
     assert ckpt.defense_config["amp"] is True and ckpt.defense_config["precision"] == "bf16" and ckpt.history[-1]["heldout_clean"] > 80
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"lr": -1.0}, "lr must be a number > 0, got -1.0"),
+    ({"lr": float("nan")}, "lr must be a number > 0, got nan"),
+    ({"weight_decay": -1e-4}, "weight_decay must be a number >= 0"),
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+    ({"milestones": (-1,)}, "a milestone must be an integer >= 0"),
+    ({"attack": AttackConfig(steps=1)}, None),
+])
+def test_training_settings_are_checked(kwargs: dict[str, Any], message: str | None) -> None:
+    """A negative or NaN learning rate used to reach torch.optim as a traceback, or (NaN) to train a
+    NaN model and write its checkpoint; now it is one clear error before any work."""
+    if message is None:
+        TrainConfig(defense="madry", **kwargs)
+        with pytest.raises(BenchError, match="attack steps must be an integer >= 1, got 0"):
+            AttackConfig(steps=0)
+        return
+    with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig(defense="madry", **kwargs)
+
+
+@pytest.mark.parametrize("defense,options,message", [
+    ("trades", {"beta": "abc"}, "option beta must be a number, got 'abc'"),
+    ("arrest", {"stage1_epochs": 1.5}, "option stage1_epochs must be an integer, got 1.5"),
+    ("afd", {"reset_classifier": 1}, "option reset_classifier must be true or false, got 1"),
+    ("act", {"attack_form": 3}, "option attack_form must be a string, got 3"),
+])
+def test_recipe_options_have_their_defaults_type(defense: str, options: dict[str, Any], message: str) -> None:
+    cfg = TrainConfig(defense=defense, options=options)
+    with pytest.raises(BenchError, match=message):
+        DEFENSES.get(defense)(cfg)
+    DEFENSES.get("trades")(TrainConfig(defense="trades", options={"beta": 6}))  # an integer is a number
