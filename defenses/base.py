@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustbench_lite.errors import BenchError
+from robustbench_lite.errors import BenchError, is_number, require_number
 from robustbench_lite.registry import Registry
 from robustbench_lite.threat import ThreatModel
 
@@ -30,22 +30,12 @@ class AttackConfig:
     random_start: str = "uniform"
 
     def __post_init__(self) -> None:
-        _require("attack steps", self.steps, integer=True, minimum=1)
-        _require("attack step_size", self.step_size, minimum=0.0)
+        require_number("attack steps", self.steps, integer=True, minimum=1)
+        require_number("attack step_size", self.step_size, minimum=0.0)
 
     @property
     def threat(self) -> ThreatModel:
         return ThreatModel(self.norm, self.eps)
-
-
-def _require(name: str, value: Any, *, integer: bool = False, minimum: float = 0.0, strict: bool = False) -> None:
-    """A training setting is a finite number (an integer where ``integer``) >= ``minimum`` (> if ``strict``)."""
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if (isinstance(value, bool) or not ok_type or not math.isfinite(value) or value < minimum
-            or (strict and value == minimum)):
-        kind = "an integer" if integer else "a number"
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise BenchError(f"{name} must be {kind} {bound}, got {value!r}.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,17 +66,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_n", "eval_steps"):
-            _require(name, getattr(self, name), integer=True, minimum=1)
-        _require("eps_warmup_epochs", self.eps_warmup_epochs, integer=True)
-        _require("lr", self.lr, strict=True)
-        _require("gamma", self.gamma, strict=True)
+            require_number(name, getattr(self, name), integer=True, minimum=1)
+        require_number("eps_warmup_epochs", self.eps_warmup_epochs, integer=True)
+        require_number("lr", self.lr, strict=True)
+        require_number("gamma", self.gamma, strict=True)
         for name in ("momentum", "weight_decay"):
-            _require(name, getattr(self, name))
+            require_number(name, getattr(self, name))
         for m in self.milestones:
-            _require("a milestone", m, integer=True)
+            require_number("a milestone", m, integer=True)
         for e, v in self.lr_schedule:
-            _require("an lr_schedule epoch", e, integer=True)
-            _require("an lr_schedule rate", v, strict=True)
+            require_number("an lr_schedule epoch", e, integer=True)
+            require_number("an lr_schedule rate", v, strict=True)
 
     def lr_at(self, epoch: int, base_lr: float | None = None) -> float:
         """The LR for a 0-based epoch: explicit schedule, else milestones x gamma."""
@@ -104,6 +94,20 @@ class TrainConfig:
         d["milestones"] = list(self.milestones)
         d["lr_schedule"] = [list(p) for p in self.lr_schedule]
         return d
+
+
+def _option_type_error(value: Any, default: Any) -> str | None:
+    """What a recipe option must be when ``value`` lacks its default's type, else None. An integer
+    is a number; numbers are finite; a default of None takes anything."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, (int, float)):
+        integer = isinstance(default, int)
+        ok = is_number(value) and math.isfinite(value) and (isinstance(value, int) or not integer)
+        return None if ok else "an integer" if integer else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    return None
 
 
 Members = dict[str, nn.Module]
@@ -126,16 +130,9 @@ class Recipe:
         if unknown:
             valid = ", ".join(sorted(self.option_defaults)) or "none"
             raise BenchError(f"defense {self.name!r} has no option {', '.join(unknown)}; valid: {valid}.")
-        for k, v in cfg.options.items():  # each option has its default's type (an integer is a number)
-            d = self.option_defaults[k]
-            want = (bool if isinstance(d, bool) else int if isinstance(d, int) else float if isinstance(d, float)
-                    else str if isinstance(d, str) else None)
-            ok = (want is None or (isinstance(v, bool) if want is bool else
-                                   isinstance(v, str) if want is str else
-                                   (isinstance(v, (int, float) if want is float else int) and not isinstance(v, bool)
-                                    and math.isfinite(v))))
-            if not ok:
-                kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[want]  # type: ignore[index]
+        for k, v in cfg.options.items():
+            kind = _option_type_error(v, self.option_defaults[k])
+            if kind:
                 raise BenchError(f"defense {self.name!r}: option {k} must be {kind}, got {v!r}.")
         self.cfg = cfg
         self.opts = {**self.option_defaults, **cfg.options}

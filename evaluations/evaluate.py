@@ -29,7 +29,7 @@ from torch import Tensor
 
 from robustbench_lite.checkpoint import Checkpoint, load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
-from robustbench_lite.errors import BenchError
+from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, atomic_write_text, default_batch_size, library_versions,
                                    resolve_device, set_channels_last, sha256_file)
@@ -110,8 +110,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     device = resolve_device(options.device)
     if options.batch_size is None:
         options = dataclasses.replace(options, batch_size=default_batch_size(device))
-    if options.batch_size < 1:
-        raise BenchError(f"the batch size must be a positive integer, got {options.batch_size}.")
+    require_number("the batch size", options.batch_size, integer=True, minimum=1)
     spec = get_dataset(ckpt.dataset)
     threat = _threat_for(ckpt, options)
     data = spec.load("test", options.data_dir)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustbench_lite.errors import BenchError
+from robustbench_lite.errors import BenchError, is_number
 from robustbench_lite.threat import NORMS, parse_eps
 
 from .attacks import ATTACKS, Attack, attack_fields, create_attack
@@ -119,7 +119,7 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
             if eps is not None:
                 raise BenchError(f"attack {name!r}: give 'eps' or 'eps_scale', not both.")
             vals = scale_v if isinstance(scale_v, list) else [scale_v]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in vals):
+            if not all(is_number(v) and v >= 0 for v in vals):
                 raise BenchError(f"attack {name!r}: 'eps_scale' must be non-negative numbers.")
             scale = tuple(sorted(float(v) for v in vals))
         for k, v in list(opts.items()):

@@ -23,7 +23,7 @@ import torch
 
 from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
-from robustbench_lite.errors import BenchError
+from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, atomic_write_text, default_batch_size, frozen, make_generator,
                                    resolve_device)
@@ -42,8 +42,8 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
         raise BenchError("give at least one surrogate and one target checkpoint.")
     dev = resolve_device(device)
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
-    if batch_size < 1 or steps < 1:
-        raise BenchError(f"the batch size and the number of steps must be positive integers, got {batch_size} and {steps}.")
+    require_number("the batch size", batch_size, integer=True, minimum=1)
+    require_number("the number of PGD steps", steps, integer=True, minimum=1)
     tgts = {t: load_checkpoint(t) for t in targets}
     datasets = {c.dataset for c in tgts.values()}
     if len(datasets) != 1:

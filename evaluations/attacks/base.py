@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustbench_lite.errors import BenchError
+from robustbench_lite.errors import BenchError, is_number
 from robustbench_lite.registry import Registry
 
 
@@ -70,10 +70,6 @@ def _hints(cls: type[Attack]) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_options(attack: Attack) -> None:
     """Every option has its declared type, and the shared counts and step sizes their range: a typo
     in a suite such as ``steps = 0`` must not run an attack that does nothing and so report clean
@@ -90,7 +86,7 @@ def _check_options(attack: Attack) -> None:
         if hint is int and (not isinstance(value, int) or isinstance(value, bool) or (name in _COUNTS and value < 1)):
             raise BenchError(f"{where} must be a {'positive ' if name in _COUNTS else ''}integer, got {value!r}.")
         if hint is float:
-            if not _is_number(value):
+            if not is_number(value):
                 raise BenchError(f"{where} must be a number, got {value!r}.")
             if name in _POSITIVE and not (math.isfinite(value) and value > 0):
                 raise BenchError(f"{where} must be a positive number, got {value!r}.")
