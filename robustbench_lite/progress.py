@@ -1,0 +1,87 @@
+"""Progress for long work: a tqdm bar on a terminal, periodic log lines when output is piped.
+
+tqdm draws the bar; on a terminal it redraws in place on stderr. When stderr is not a terminal
+(a log file, ``| tee``, CI) the same bar is rendered every ``PIPED_INTERVAL`` seconds as one
+ordinary log line through :mod:`logging`, so a long job is never silent and a log never fills
+with carriage returns.
+
+Progress is on by default; ``set_enabled(False)`` (the CLI's ``--no-progress``) or the
+environment variable ``BENCH_PROGRESS=0`` turns every bar off. Example::
+
+    with progress_bar(total=len(idx), desc="pgd20 linf:0.3", unit="ex") as bar:
+        for block in blocks:
+            ...
+            bar.update(len(block))
+            bar.set_postfix_str(f"acc {acc:.1f}%")  # shown at the next redraw
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+from typing import Any
+
+from tqdm.auto import tqdm
+
+logger = logging.getLogger("robustbench_lite.progress")
+
+PIPED_INTERVAL = 30.0  # seconds between two log lines when stderr is not a terminal
+_enabled: bool | None = None
+
+
+def set_enabled(on: bool) -> None:
+    """Turn every progress bar on or off for this process (``--no-progress``)."""
+    global _enabled
+    _enabled = bool(on)
+
+
+def enabled() -> bool:
+    if _enabled is not None:
+        return _enabled
+    return os.environ.get("BENCH_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class _LogLines(io.StringIO):
+    """A file for tqdm that turns each redraw into one log line (no carriage returns)."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        super().__init__()
+        self._log = log
+
+    def write(self, text: str) -> int:
+        line = text.strip("\r\n \x1b[A")
+        if line:
+            self._log.info("%s", line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class Bar(tqdm):
+    """tqdm whose postfix waits for the next redraw (so piped output keeps its interval)."""
+
+    def set_postfix_str(self, s: str = "", refresh: bool = False) -> None:
+        super().set_postfix_str(s, refresh=refresh)
+
+
+def _is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_bar(total: int | float | None = None, desc: str = "", unit: str = "it", *,
+                 log: logging.Logger | None = None, **kwargs: Any) -> Bar:
+    """A tqdm bar: in place on a terminal, a log line every ``PIPED_INTERVAL`` s otherwise.
+
+    Use it as a context manager (or call ``close()``); ``disable`` follows :func:`enabled`."""
+    if not enabled():
+        return Bar(total=total, desc=desc, unit=unit, disable=True, **kwargs)
+    if _is_terminal():
+        return Bar(total=total, desc=desc, unit=unit, leave=kwargs.pop("leave", False), dynamic_ncols=True, **kwargs)
+    kwargs.pop("leave", None)
+    return Bar(total=total, desc=desc, unit=unit, file=_LogLines(log or logger), mininterval=PIPED_INTERVAL,
+                maxinterval=PIPED_INTERVAL, ascii=True, ncols=100, leave=True, **kwargs)
