@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from robustbench_lite.errors import BenchError
 
+from .ardist import Cubic, curve_for_points, published_fit_for_dataset
 from .records import parse_eps, same_eps
 
 logger = logging.getLogger(__name__)
@@ -30,14 +32,19 @@ REQUIRED = ("method", "dataset", "metric", "value")
 # The key that makes one published "entry" (a row of a paper table).
 ENTRY_KEY = ("paper", "table", "method", "dataset", "architecture", "setting")
 PGD_METRICS = ("pgd", "pgd10", "pgd20", "pgd50", "pgd100", "pgd1000")
-# Records name datasets by the registry id; published tables use the full dataset.
-DATASET_ALIASES = {"mnist5k": "mnist"}
+# Spellings of one data set that papers and users write differently, compacted (lower case, no
+# blanks, hyphens, underscores or dots) -> the dataset id. ``mnist5k`` (the 5,000-digit registry
+# set) and ``mnist`` (the full data set of the published tables) are different data sets: published
+# MNIST numbers are never compared, fitted or drawn as if they were ``mnist5k`` ones.
+DATASET_SPELLINGS = {"mnist": "mnist", "mnist5k": "mnist5k", "cifar10": "cifar10", "cifar100": "cifar100",
+                     "tinyimagenet": "tinyimagenet", "imagenet": "imagenet", "svhn": "svhn"}
 
 
 def dataset_key(dataset: str) -> str:
-    """The baseline dataset id for a record's dataset (``mnist5k`` -> ``mnist``)."""
+    """The dataset id of a spelling (``CIFAR-10`` -> ``cifar10``, ``Tiny-ImageNet`` -> ``tinyimagenet``);
+    other names are only lower-cased and stripped. ``mnist5k`` stays ``mnist5k``: it is not ``mnist``."""
     d = str(dataset).strip().lower()
-    return DATASET_ALIASES.get(d, d)
+    return DATASET_SPELLINGS.get(re.sub(r"[\s_.-]+", "", d), d)
 
 
 def packaged_files() -> list[Path]:
@@ -166,3 +173,23 @@ def baseline_entries(baselines: pd.DataFrame, dataset: str | None = None, norm: 
 
 def datasets_with_points(baselines: pd.DataFrame) -> Iterable[str]:
     return sorted(set(baselines.loc[baselines["metric"] == "autoattack", "dataset"]))
+
+
+def curve_for_dataset(dataset: str, baselines: pd.DataFrame | None) -> tuple[Cubic | None, str]:
+    """The tradeoff curve for ARDist on ``dataset`` and "", or None and one sentence why there is none.
+
+    The published ARREST fit of the data set (cifar10, cifar100; ARREST Section 5.1), else a cubic
+    fitted (:func:`reports.ardist.curve_for_points`) to the published (clean, AutoAttack) points of
+    exactly that data set in ``baselines`` -- ``mnist5k`` records get no curve from full-MNIST rows.
+    """
+    key = dataset_key(dataset)
+    published = published_fit_for_dataset(key)
+    if published is not None:
+        return published, ""
+    if baselines is None:
+        return None, f"no tradeoff curve for {key}: ARREST publishes none and no baseline points were given."
+    pts = tradeoff_points(baselines, key)
+    if pts.empty:
+        return None, (f"no tradeoff curve for {key}: ARREST publishes none and no baseline has (clean, AutoAttack) "
+                      f"points of it.")
+    return curve_for_points(pts["clean"].tolist(), pts["autoattack"].tolist(), name=f"published {key}")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reports.baselines import COLUMNS, baseline_entries, load_baselines, read_baseline_csv, tradeoff_points
+from reports.ardist import ardist, published_fit
+from reports.baselines import (COLUMNS, baseline_entries, curve_for_dataset, dataset_key, load_baselines,
+                               read_baseline_csv, tradeoff_points)
 from robustbench_lite.errors import BenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +90,7 @@ def test_entries_pair_clean_with_robust_numbers() -> None:
     df = load_baselines()
     pts = tradeoff_points(df, "cifar10")
     assert ((pts["method"] == "ARREST") & (pts["clean"] == 90.24) & (pts["autoattack"] == 50.20)).any()
-    mnist = {e["method"]: e for e in baseline_entries(df, "mnist5k", "linf", 0.3)}  # alias of mnist
+    mnist = {e["method"]: e for e in baseline_entries(df, "mnist", "linf", 0.3)}
     assert mnist["AFD-WGAN"]["autoattack"] == 90.12 and mnist["AFD-WGAN"]["pgd"] == 97.68
     # AUC joined from AFD Table 2: mean of the Linf AUCs (PGD, FGSM, MIM, DeepFool, AA) of AT on MNIST
     assert mnist["AT"]["auc"] == pytest.approx((0.74 + 0.83 + 0.95 + 0.55 + 0.89) / 5)
@@ -124,3 +126,51 @@ def test_bad_user_csv_is_a_clear_error(tmp_path: Path, text: str, message: str) 
 def test_missing_user_csv(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="does not exist"):
         load_baselines(extra_files=[tmp_path / "nope.csv"])
+
+
+def test_dataset_key_normalises_spellings_but_keeps_mnist5k_apart() -> None:
+    assert [dataset_key(d) for d in ("CIFAR-10", " cifar10 ", "Cifar_100", "Tiny-ImageNet", "tiny imagenet")] == [
+        "cifar10", "cifar10", "cifar100", "tinyimagenet", "tinyimagenet"]
+    assert dataset_key("mnist5k") == "mnist5k" and dataset_key("MNIST") == "mnist"
+    assert dataset_key("synthetic_rgb") == "synthetic_rgb"  # registry ids that are no paper's spelling stay as they are
+
+
+def test_published_full_mnist_rows_are_not_mnist5k() -> None:
+    df = load_baselines()
+    assert len(tradeoff_points(df, "mnist")) == 5
+    assert tradeoff_points(df, "mnist5k").empty
+    assert baseline_entries(df, "mnist5k") == []
+
+
+def test_curve_for_dataset() -> None:
+    df = load_baselines()
+    # the published ARREST fits, with or without baselines
+    for ds in ("cifar10", "CIFAR-100"):
+        curve, reason = curve_for_dataset(ds, df)
+        assert reason == "" and curve == published_fit(dataset_key(ds))
+        assert curve_for_dataset(ds, None) == (curve, "")
+    curve, _ = curve_for_dataset("cifar10", df)
+    assert curve is not None and ardist(90.24, 50.20, curve) == pytest.approx(3.521, abs=5e-4)  # ARREST, Table 1
+    # full MNIST: five points over 0.51 clean-accuracy points, refused with the reason
+    curve, reason = curve_for_dataset("mnist", df)
+    assert curve is None and "span only 0.51 points of clean accuracy" in reason
+    # mnist5k is another data set: no published points of it, so no curve (not the MNIST one)
+    curve, reason = curve_for_dataset("mnist5k", df)
+    assert curve is None and reason.startswith("no tradeoff curve for mnist5k:") and "no baseline" in reason
+    curve, reason = curve_for_dataset("svhn", None)
+    assert curve is None and "no baseline points were given" in reason
+    # Tiny-ImageNet: 4 AFD points over 37.7-58.3 %, fitted on scaled x and limited to that range
+    curve, reason = curve_for_dataset("tinyimagenet", df)
+    assert reason == "" and curve is not None and curve.domain == (37.7, 58.3) and curve.scaled
+
+
+def test_curve_for_dataset_fits_user_points_of_exactly_that_dataset(tmp_path: Path) -> None:
+    pts = [(60.0, 40.0), (66.0, 37.0), (72.0, 31.0), (78.0, 22.0), (84.0, 10.0)]
+    f = tmp_path / "svhn.csv"
+    f.write_text("method,dataset,metric,value\n" + "".join(
+        f"m{i},SVHN,clean,{c}\nm{i},SVHN,autoattack,{a}\n" for i, (c, a) in enumerate(pts)))
+    df = load_baselines([f])
+    curve, reason = curve_for_dataset("svhn", df)
+    assert reason == "" and curve is not None and curve.name == "published svhn" and curve.domain == (60.0, 84.0)
+    assert curve(72.0) == pytest.approx(31.0, abs=1.0)
+    assert curve_for_dataset("mnist5k", df)[0] is None
