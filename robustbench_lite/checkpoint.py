@@ -11,9 +11,14 @@ A checkpoint is a plain dict (every value a tensor, number, string, list or dict
      "train_state": {optimizers, epoch, rng} or absent}
 
 ``members`` holds one state_dict per network (ACT stores ``model`` = robust G and ``natural`` = F).
-A plain ``state_dict`` from another project is accepted with ``--arch`` and ``--dataset``; a
-``module.`` prefix (DataParallel) is stripped. An arch name stored in a checkpoint is resolved only
-through the model registry, never imported.
+A plain ``state_dict`` from another project is accepted with ``--arch`` and ``--dataset``. Its keys
+are used as stored when they fit; otherwise a prefix every key shares is stripped if that makes them
+fit (``module.`` from DataParallel, ``_orig_mod.`` from torch.compile, ``net.`` from older wrapped
+``--arch module:callable`` checkpoints). A model given by ``--arch module:callable`` keeps its own
+keys (:class:`~robustbench_lite.models.ExternalModel` adds no prefix), so a user's model whose own
+attribute is ``net`` or ``module`` loads too. An arch name stored in a checkpoint is resolved only
+through the model registry, never imported. A file with the format marker whose fields are missing
+or ill-typed is a :class:`BenchError` naming the field.
 """
 from __future__ import annotations
 
@@ -111,10 +116,25 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def _strip_prefix(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
-    return dict(sd)
+# prefixes other code adds around a model's keys: DataParallel/DDP, torch.compile, and the
+# ExternalModel wrapper of robustbench_lite before its state_dict became the user's own
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "net.")
+
+
+def _key_candidates(sd: Mapping[str, Tensor]) -> list[dict[str, Tensor]]:
+    """``sd`` as stored first, then with a wrapper's prefix (shared by every key) stripped, up to two deep.
+
+    The stored keys always come first: a user's model whose own top-level attribute is ``module`` or
+    ``net`` has every key under that prefix, and must not lose it."""
+    out = [dict(sd)]
+    for depth in range(2):
+        for cand in list(out):
+            for p in _WRAPPER_PREFIXES:
+                if cand and all(k.startswith(p) for k in cand):
+                    stripped = {k[len(p):]: v for k, v in cand.items()}
+                    if all(stripped.keys() != c.keys() for c in out):
+                        out.append(stripped)
+    return out
 
 
 def _plain_state_dict(obj: Mapping[str, Any]) -> dict[str, Tensor] | None:
@@ -129,23 +149,24 @@ def _plain_state_dict(obj: Mapping[str, Any]) -> dict[str, Tensor] | None:
 
 
 def _load_into(model: nn.Module, sd: Mapping[str, Tensor], arch: str, path: Path) -> None:
-    sd = _strip_prefix(sd)
     own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        # an external nn.Module wrapped in ExternalModel stores its keys under "net."
-        if all(k.startswith("net.") for k in own) and not any(k.startswith("net.") for k in sd):
-            return _load_into(model, {f"net.{k}": v for k, v in sd.items()}, arch, path)
+    cands = _key_candidates(sd)
+    fits = [c for c in cands if c.keys() == own.keys()]
+    if not fits:
+        best = min(cands, key=lambda c: len(c.keys() ^ own.keys()))
+        missing = [k for k in own if k not in best]
+        unexpected = [k for k in best if k not in own]
         raise BenchError(
             f"the weights in {path} do not fit arch {arch!r}: {len(missing)} missing keys (e.g. {missing[:2]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})."
         )
-    bad = [k for k in own if own[k].shape != sd[k].shape]
+    sd = fits[0]
+    bad = [k for k in own if not isinstance(sd[k], Tensor) or own[k].shape != sd[k].shape]
     if bad:
         k = bad[0]
+        got = f"shape {tuple(sd[k].shape)}" if isinstance(sd[k], Tensor) else f"a {type(sd[k]).__name__}"
         raise BenchError(
-            f"the weights in {path} do not fit arch {arch!r}: {k} has shape {tuple(sd[k].shape)}, "
+            f"the weights in {path} do not fit arch {arch!r}: {k} has {got}, "
             f"the model expects {tuple(own[k].shape)} (wrong architecture or class count?)."
         )
     model.load_state_dict(sd, strict=True)
@@ -159,39 +180,105 @@ def _build(arch: str, kwargs: Mapping[str, Any], num_classes: int, in_channels: 
     raise BenchError(f"unknown model {arch!r}; known: {', '.join(MODELS.names())} (or --arch module:callable).")
 
 
+def _is_int(v: Any, minimum: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _bad(path: Path, what: str) -> BenchError:
+    return BenchError(f"{path} is a damaged robustbench_lite checkpoint: {what}.")
+
+
+def _check_format(obj: Mapping[str, Any], path: Path) -> None:
+    """Every field :func:`load_checkpoint` reads has its type, else one sentence naming the field."""
+    version = obj.get("format_version", 0)
+    if not _is_int(version, 0):
+        raise _bad(path, f"format_version is {version!r}, not an integer")
+    if version > FORMAT_VERSION:
+        raise BenchError(f"{path} was written by a newer robustbench_lite (format {version}); upgrade.")
+    members = obj.get("members")
+    if members is None:
+        raise _bad(path, "it has no 'members' (the networks' state_dicts)")
+    if not isinstance(members, Mapping):
+        raise _bad(path, f"'members' is a {type(members).__name__}, not a dict of state_dicts")
+    if not members:
+        raise _bad(path, "'members' is empty")
+    for name, sd in members.items():
+        if not isinstance(name, str) or not isinstance(sd, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
+            raise _bad(path, f"member {name!r} is not a state_dict (a dict of tensors)")
+    if not isinstance(obj.get("default_member", "model"), str):
+        raise _bad(path, f"default_member is {obj['default_member']!r}, not a name")
+    arch = obj.get("arch")
+    if not isinstance(arch, str) or not arch:
+        raise _bad(path, "it has no 'arch'" if arch is None else f"'arch' is {arch!r}, not a model name")
+    kwargs = obj.get("arch_kwargs", {})
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise _bad(path, f"'arch_kwargs' is {kwargs!r}, not a dict of keyword arguments")
+    if not isinstance(obj.get("dataset"), str):
+        raise _bad(path, "it has no 'dataset'" if "dataset" not in obj else f"'dataset' is {obj['dataset']!r}, not a name")
+    for key in ("num_classes", "input_shape"):
+        if key not in obj:
+            raise _bad(path, f"it has no {key!r}")
+    if not _is_int(obj["num_classes"]):
+        raise _bad(path, f"'num_classes' is {obj['num_classes']!r}, not a positive integer")
+    shape = obj["input_shape"]
+    if not isinstance(shape, (list, tuple)) or not shape or not all(_is_int(d) for d in shape):
+        raise _bad(path, f"'input_shape' is {shape!r}, not a list of positive integers like [3, 32, 32]")
+    if obj.get("threat") is not None and not isinstance(obj["threat"], Mapping):
+        raise _bad(path, f"'threat' is {obj['threat']!r}, not a dict with norm and eps")
+    for key, kind, name in (("defense", str, "a name"), ("defense_config", Mapping, "a dict"), ("history", list, "a list")):
+        if key in obj and not isinstance(obj[key], kind):
+            raise _bad(path, f"{key!r} is {type(obj[key]).__name__}, not {name}")
+    if not all(isinstance(row, Mapping) for row in obj.get("history", [])):
+        raise _bad(path, "'history' holds rows that are not dicts")
+
+
 def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str | None = None,
                     member: str | None = None, num_classes: int | None = None) -> Checkpoint:
     """Load a robustbench_lite checkpoint, or a plain state_dict when ``arch`` and ``dataset`` are given.
 
     ``arch`` may name a registered model or (command line only) ``module:callable`` / ``file.py:callable``;
     it overrides the stored arch. ``member`` picks a network of a multi-model checkpoint (ACT: ``natural``).
+    A checkpoint with the format marker whose fields are missing or ill-typed is a :class:`BenchError`.
     """
     path = Path(path)
     obj = read_checkpoint_dict(path)
     if obj.get("format") == FORMAT:
-        if int(obj.get("format_version", 0)) > FORMAT_VERSION:
-            raise BenchError(f"{path} was written by a newer robustbench_lite (format {obj['format_version']}); upgrade.")
+        _check_format(obj, path)
         members = obj["members"]
-        member = member or obj.get("default_member", "model")
+        if member is None:
+            member = obj.get("default_member", "model")
+            if member not in members:
+                raise _bad(path, f"its default member {member!r} is missing (it holds {', '.join(members)})")
         if member not in members:
             raise BenchError(f"{path} has no member {member!r}; it holds {', '.join(members)}.")
-        ds_name = obj["dataset"]
+        ds_name, n_cls = obj["dataset"], obj["num_classes"]
         if dataset is not None and dataset != ds_name:
             spec = get_dataset(dataset)
-            if spec.num_classes != obj["num_classes"]:
-                raise BenchError(
-                    f"{path} was trained on {ds_name} with {obj['num_classes']} classes; {dataset} has {spec.num_classes}."
-                )
+            if spec.num_classes != n_cls:
+                raise BenchError(f"{path} was trained on {ds_name} with {n_cls} classes; {dataset} has {spec.num_classes}.")
             ds_name = dataset
         stored_arch = obj["arch"]
         use_arch = arch or stored_arch
-        kwargs = obj.get("arch_kwargs", {}) if use_arch == stored_arch else {}
+        kwargs = dict(obj.get("arch_kwargs", {})) if use_arch == stored_arch else {}
         shape = tuple(obj["input_shape"])
-        model = _build(use_arch, kwargs, obj["num_classes"], shape[0], from_cli=arch is not None)
+        if kwargs and use_arch in MODELS:
+            try:
+                model = create_model(use_arch, num_classes=n_cls, in_channels=shape[0], **kwargs)
+            except Exception as e:  # a stored value the architecture rejects (TypeError, ValueError, ...)
+                reason = str(e).rstrip(".") if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+                raise _bad(path, f"arch {use_arch!r} rejects its arch_kwargs {kwargs!r} ({reason})") from None
+        else:
+            model = _build(use_arch, kwargs, n_cls, shape[0], from_cli=arch is not None)
         _load_into(model, members[member], use_arch, path)
-        threat = ThreatModel.from_dict(obj["threat"]) if obj.get("threat") else None
-        return Checkpoint(model.eval(), use_arch, dict(kwargs), ds_name, obj["num_classes"], shape, threat,
-                          obj.get("defense", "unknown"), obj.get("defense_config", {}), obj.get("history", []), member, obj)
+        try:
+            threat = ThreatModel.from_dict(obj["threat"]) if obj.get("threat") else None
+        except Exception as e:
+            reason = str(e).rstrip(".") if isinstance(e, BenchError) else f"{type(e).__name__}: {e}"
+            raise _bad(path, f"its threat {obj['threat']!r} is not a threat model ({reason})") from None
+        return Checkpoint(model.eval(), use_arch, kwargs, ds_name, n_cls, shape, threat,
+                          obj.get("defense", "unknown"), dict(obj.get("defense_config", {})), list(obj.get("history", [])),
+                          member, obj)
 
     sd = _plain_state_dict(obj)
     if sd is None:
@@ -202,9 +289,12 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
     n_cls = num_classes or spec.num_classes
     model = _build(arch, {}, n_cls, spec.input_shape[0], from_cli=True)
     _load_into(model, sd, arch, path)
-    out_features = None
-    with torch.no_grad():
-        out_features = model.eval()(torch.zeros(1, *spec.input_shape)).shape[-1]
+    try:
+        with torch.no_grad():
+            out_features = model.eval()(torch.zeros(1, *spec.input_shape)).shape[-1]
+    except RuntimeError as e:  # e.g. a model for 32x32 inputs given 28x28 images
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BenchError(f"arch {arch!r} cannot run on {dataset} inputs of shape {tuple(spec.input_shape)} ({first}).") from None
     if out_features != spec.num_classes:
         raise BenchError(f"{path} gives {out_features} logits but {dataset} has {spec.num_classes} classes.")
     return Checkpoint(model, arch, {}, dataset, n_cls, spec.input_shape, None, "unknown", raw={})

@@ -145,3 +145,100 @@ def test_arch_from_a_python_file_on_the_command_line(tmp_path, capsys):
         c.model.features(x)
     code = main(["eval", "--model", str(p), "--arch", f"{tmp_path / 'mynet.py'}:nosuch", "--dataset", "mnist5k"])
     assert code == 2 and "no callable 'nosuch'" in capsys.readouterr().err
+
+
+# -- malformed checkpoints: one sentence each, never a traceback ------------------------------------
+
+def _drop(key):
+    return lambda d: d.pop(key)
+
+
+def _set(key, value):
+    return lambda d: d.__setitem__(key, value)
+
+
+MALFORMED = {
+    "no members": (_drop("members"), "no 'members'"),
+    "members a list": (_set("members", [1, 2]), "'members' is a list"),
+    "members empty": (_set("members", {}), "'members' is empty"),
+    "member a string": (_set("members", {"model": "weights"}), "member 'model' is not a state_dict"),
+    "member of numbers": (_set("members", {"model": {"fc.weight": 1.0}}), "member 'model' is not a state_dict"),
+    "default member missing": (_set("default_member", "teacher"), "default member 'teacher' is missing"),
+    "default member ill-typed": (_set("default_member", 3), "default_member is 3"),
+    "arch_kwargs a string": (_set("arch_kwargs", "drop=0.5"), "'arch_kwargs' is 'drop=0.5'"),
+    "arch_kwargs a list": (_set("arch_kwargs", [0.5]), "'arch_kwargs' is [0.5]"),
+    "arch_kwargs unknown": (_set("arch_kwargs", {"depth": 3}), "rejects its arch_kwargs {'depth': 3}"),
+    "arch_kwargs bad value": (_set("arch_kwargs", {"drop": "half"}), "rejects its arch_kwargs"),
+    "num_classes a string": (_set("num_classes", "10"), "'num_classes' is '10'"),
+    "num_classes a float": (_set("num_classes", 10.0), "'num_classes' is 10.0"),
+    "num_classes zero": (_set("num_classes", 0), "'num_classes' is 0"),
+    "num_classes missing": (_drop("num_classes"), "no 'num_classes'"),
+    "input_shape missing": (_drop("input_shape"), "no 'input_shape'"),
+    "input_shape a string": (_set("input_shape", "1x28x28"), "'input_shape' is '1x28x28'"),
+    "input_shape empty": (_set("input_shape", []), "'input_shape' is []"),
+    "input_shape of strings": (_set("input_shape", [1, "28", 28]), "'input_shape'"),
+    "arch unknown": (_set("arch", "nosuch"), "unknown model 'nosuch'"),
+    "arch a number": (_set("arch", 18), "'arch' is 18"),
+    "arch missing": (_drop("arch"), "no 'arch'"),
+    "dataset missing": (_drop("dataset"), "no 'dataset'"),
+    "dataset a list": (_set("dataset", ["mnist5k"]), "'dataset' is ['mnist5k']"),
+    "format_version a string": (_set("format_version", "one"), "format_version is 'one'"),
+    "threat a string": (_set("threat", "linf:0.3"), "'threat' is 'linf:0.3'"),
+    "threat without eps": (_set("threat", {"norm": "linf"}), "its threat"),
+    "threat bad norm": (_set("threat", {"norm": "l7", "eps": 0.3}), "its threat"),
+    "history a string": (_set("history", "none"), "'history' is str"),
+    "defense_config a list": (_set("defense_config", []), "'defense_config' is list"),
+}
+
+
+def _malformed(tmp_path: Path, case: str) -> Path:
+    p, _ = _ckpt(tmp_path)
+    d = torch.load(p, weights_only=True)
+    MALFORMED[case][0](d)
+    bad = tmp_path / "bad.pt"
+    torch.save(d, bad)
+    return bad
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_checkpoint_is_one_clear_sentence(tmp_path, case):
+    bad = _malformed(tmp_path, case)
+    with pytest.raises(BenchError) as e:
+        load_checkpoint(bad)
+    assert MALFORMED[case][1] in str(e.value)
+    assert str(e.value).count("\n") == 0
+
+
+@pytest.mark.parametrize("case", ["no members", "default member missing", "arch_kwargs a string", "arch_kwargs unknown",
+                                  "num_classes a string", "input_shape a string", "arch unknown", "threat a string"])
+def test_malformed_checkpoint_on_the_command_line(tmp_path, case, capsys):
+    from robustbench_lite.cli import main
+
+    bad = _malformed(tmp_path, case)
+    code = main(["eval", "--model", str(bad), "--no-db", "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("bench: error:") and "Traceback" not in err
+    assert len([l for l in err.splitlines() if l.startswith("bench: error:")]) == 1
+    assert MALFORMED[case][1] in err
+
+
+def test_a_named_member_still_beats_a_missing_default(tmp_path):
+    """``--member`` picks a network even when the stored default is gone."""
+    p, m = _ckpt(tmp_path)
+    d = torch.load(p, weights_only=True)
+    d["default_member"] = "teacher"
+    save_checkpoint(p, d)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(p, member="model").model(x), m.eval()(x))
+
+
+def test_a_user_model_that_cannot_take_the_datasets_inputs_is_one_sentence(tmp_path):
+    (tmp_path / "wide.py").write_text(
+        "import torch\n"
+        "def make(num_classes=10):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, num_classes))\n")
+    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).state_dict(), tmp_path / "w.pt")
+    with pytest.raises(BenchError, match=r"cannot run on mnist5k inputs of shape \(1, 28, 28\)"):
+        load_checkpoint(tmp_path / "w.pt", arch=f"{tmp_path / 'wide.py'}:make", dataset="mnist5k")

@@ -13,7 +13,7 @@ up to the last linear layer, so ``pooled`` is still "the penultimate features".
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
@@ -48,12 +48,20 @@ class BenchModel(nn.Module):
 
 
 class ExternalModel(BenchModel):
-    """Wraps a user's ``nn.Module`` given by ``--arch module:callable``; it exposes logits only."""
+    """Wraps a user's ``nn.Module`` given by ``--arch module:callable``; it exposes logits only.
+
+    Its ``state_dict`` is the user's own: the keys carry no prefix of the wrapper, so a user's
+    weights load as they were saved whatever the user's attribute names are (``net``, ``model``,
+    ``module``, ...), and ``state_dict()`` / ``load_state_dict()`` round-trip (also nested inside
+    another module). The wrapped module is ``self.net`` in Python only."""
 
     def __init__(self, net: nn.Module, num_classes: int) -> None:
         super().__init__()
         self.net = net
         self.num_classes = num_classes
+        self._register_state_dict_hook(_drop_wrapper_prefix)
+        self._register_load_state_dict_pre_hook(_add_wrapper_prefix, with_module=True)
+        self.register_load_state_dict_post_hook(_drop_wrapper_prefix_from_report)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -62,3 +70,36 @@ class ExternalModel(BenchModel):
         from ..errors import BenchError
 
         raise BenchError("this model came from --arch module:callable and exposes no features; register it as a BenchModel.")
+
+
+_INNER = "net."  # ExternalModel's attribute for the user's module, hidden from its state_dict
+
+
+def _drop_wrapper_prefix(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any]) -> None:
+    """state_dict post-hook: ``<prefix>net.<key>`` -> ``<prefix><key>`` (and the same for the version metadata)."""
+    inner = prefix + _INNER
+    items = [(k, state_dict.pop(k)) for k in [k for k in state_dict if k.startswith(inner)]]
+    for k, v in items:  # pop all first: a user key "net.w" must not overwrite the user's "w" mid-way
+        state_dict[prefix + k[len(inner):]] = v
+    meta = getattr(state_dict, "_metadata", None)
+    if meta is not None:
+        moved = [(k, meta.pop(k)) for k in [k for k in meta if k == inner[:-1] or k.startswith(inner)]]
+        for k, v in moved:
+            if k != inner[:-1]:  # the user's root module's entry: the wrapper's own stands for it
+                meta[prefix + k[len(inner):]] = v
+
+
+def _add_wrapper_prefix(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                        strict: bool, missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str]) -> None:
+    """load_state_dict pre-hook: the user's ``<prefix><key>`` -> ``<prefix>net.<key>`` before the children load."""
+    module._load_prefix = prefix  # type: ignore[assignment]  # for the post-hook, which is not told it
+    items = [(k, state_dict.pop(k)) for k in [k for k in state_dict if k.startswith(prefix)]]
+    for k, v in items:
+        state_dict[prefix + _INNER + k[len(prefix):]] = v
+
+
+def _drop_wrapper_prefix_from_report(module: nn.Module, incompatible: Any) -> None:
+    """load_state_dict post-hook: missing/unexpected keys are reported as the user's keys."""
+    inner = getattr(module, "_load_prefix", "") + _INNER
+    for keys in (incompatible.missing_keys, incompatible.unexpected_keys):
+        keys[:] = [inner[:-len(_INNER)] + k[len(inner):] if k.startswith(inner) else k for k in keys]

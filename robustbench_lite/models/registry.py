@@ -1,10 +1,13 @@
 """Model registry: ``@register_model(name)`` and :func:`create_model`."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 from torch import nn
@@ -28,6 +31,31 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs:
         raise BenchError(f"model {name!r} does not take these arguments ({e}).") from None
 
 
+def _import_file(path: Path) -> ModuleType:
+    """Import a user's ``file.py`` as a module, registered in ``sys.modules`` (dataclasses, typing and pickle
+    need that) and with its folder importable while it runs (``from layers import Block`` beside it)."""
+    path = path.resolve()
+    name = path.stem
+    old = sys.modules.get(name)
+    if old is not None and getattr(old, "__file__", None) != str(path):  # never shadow another module
+        name = f"_bench_arch_{path.stem}_{abs(hash(str(path))):x}"
+    s = importlib.util.spec_from_file_location(name, path)
+    if s is None or s.loader is None:
+        raise BenchError(f"--arch file {path} cannot be imported as Python.")
+    module = importlib.util.module_from_spec(s)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.parent))
+    try:
+        s.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(path.parent))
+    return module
+
+
 def load_callable(spec: str) -> Callable[..., nn.Module]:
     """Resolve ``package.module:callable`` or ``path/to/file.py:callable`` (command line only)."""
     if ":" not in spec:
@@ -38,10 +66,7 @@ def load_callable(spec: str) -> Callable[..., nn.Module]:
             path = Path(mod_s)
             if not path.is_file():
                 raise BenchError(f"--arch file {path} does not exist.")
-            s = importlib.util.spec_from_file_location(path.stem, path)
-            assert s is not None and s.loader is not None
-            module = importlib.util.module_from_spec(s)
-            s.loader.exec_module(module)
+            module = _import_file(path)
         else:
             module = importlib.import_module(mod_s)
     except ImportError as e:
@@ -53,10 +78,16 @@ def load_callable(spec: str) -> Callable[..., nn.Module]:
 
 
 def build_external(spec: str, *, num_classes: int) -> nn.Module:
+    """The user's module from ``module:callable`` / ``file.py:callable`` (called with ``num_classes``
+    when it takes it). A plain ``nn.Module`` is wrapped in :class:`ExternalModel`, whose state_dict
+    keys are the module's own (no prefix), so the user's saved weights load as they are."""
     from .base import BenchModel, ExternalModel
 
     fn = load_callable(spec)
-    params = inspect.signature(fn).parameters
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # some builtins and C callables have no signature
+        params = {}  # type: ignore[assignment]
     net = fn(num_classes=num_classes) if "num_classes" in params else fn()
     if not isinstance(net, nn.Module):
         raise BenchError(f"--arch {spec} returned {type(net).__name__}, not a torch nn.Module.")
