@@ -5,6 +5,17 @@ recipe's ``train_step`` per batch, set the LR from the schedule, evaluate clean 
 on a held-out slice, append a row to ``log.csv`` and write ``checkpoint.pt`` atomically with the
 optimizer and RNG states, so ``resume=True`` continues exactly where it stopped (the same final
 weights as an uninterrupted run on the CPU).
+
+Progress: a bar over the epoch's batches (running loss, and adversarial or clean batch accuracy)
+and one over the held-out PGD blocks, drawn in place on a terminal and logged every 30 s when
+stderr is piped (:mod:`robustbench_lite.progress`); ``progress=False`` hides both.
+
+Divergence: a NaN or infinite logged value (checked every step; the logs are Python floats) or
+parameter/buffer (checked before each save) stops the run with a :class:`BenchError` naming the
+epoch and step; nothing is saved for that epoch, so the last good checkpoint stays as it was.
+
+``log.csv`` is rounded for reading (6 significant digits, seconds to 2 decimals); the checkpoint's
+``history`` keeps full precision. Held-out accuracies are exact percentages of counts.
 """
 from __future__ import annotations
 
@@ -12,17 +23,18 @@ import contextlib
 import csv
 import io
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from robustbench_lite.checkpoint import make_checkpoint, read_checkpoint_dict, save_checkpoint
 from robustbench_lite.data import augment, class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError
 from robustbench_lite.models import create_model
+from robustbench_lite.progress import Bar, progress_bar
 from robustbench_lite.utils import atomic_write_text, frozen, make_generator, resolve_device, set_channels_last
 
 from evaluations.attacks import predict
@@ -34,18 +46,30 @@ logger = logging.getLogger(__name__)
 
 
 def heldout_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                    batch_size: int = 256) -> dict[str, float]:
-    """Clean and PGD accuracy (percent) on the held-out slice, at the training threat."""
+                    batch_size: int = 256, *, progress: bool = True, desc: str | None = None) -> dict[str, float]:
+    """Clean and PGD accuracy (percent, from exact counts) on the held-out slice, at the training threat.
+
+    A progress bar runs over the PGD blocks (``progress=False`` or ``--no-progress``: none)."""
     a = cfg.attack
     with frozen(model):
-        clean = predict(model, x, batch_size) == y
+        clean = int((predict(model, x, batch_size) == y).sum())
         g = make_generator(cfg.seed + 10_000)
-        robust = []
-        for i in range(0, len(x), batch_size):
-            r = pgd(model, x[i:i + batch_size], y[i:i + batch_size], norm=a.norm, eps=a.eps, steps=cfg.eval_steps,
-                    step_size=2.5 * a.eps / cfg.eval_steps, generator=g)
-            robust.append(~r.success)  # type: ignore[operator]
-    return {"heldout_clean": 100 * clean.float().mean().item(), "heldout_pgd": 100 * torch.cat(robust).float().mean().item()}
+        robust = 0
+        with _bar(progress, total=len(x), desc=desc or f"held-out pgd{cfg.eval_steps} {a.norm}:{a.eps:g}",
+                  unit="ex") as bar:
+            for i in range(0, len(x), batch_size):
+                r = pgd(model, x[i:i + batch_size], y[i:i + batch_size], norm=a.norm, eps=a.eps, steps=cfg.eval_steps,
+                        step_size=2.5 * a.eps / cfg.eval_steps, generator=g)
+                robust += int((~r.success).sum())  # type: ignore[operator]
+                bar.update(len(r.success))  # type: ignore[arg-type]
+                bar.set_postfix_str(f"pgd acc {100 * robust / min(i + batch_size, len(x)):.1f}%")
+    n = max(len(x), 1)
+    return {"heldout_clean": 100 * clean / n, "heldout_pgd": 100 * robust / n}
+
+
+def _bar(progress: bool, total: int, desc: str, unit: str) -> Bar:
+    """A :func:`progress_bar` (terminal: in place; piped: a log line every 30 s), or a silent one."""
+    return progress_bar(total=total, desc=desc, unit=unit) if progress else Bar(total=total, disable=True)
 
 
 def _set_lr(recipe: Recipe, optimizers: Optimizers, epoch: int, base_lrs: dict[str, list[float]]) -> float:
@@ -63,6 +87,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
     """Train ``cfg.defense``; returns the checkpoint path (``out_dir/checkpoint.pt``).
 
     ``stop_after`` ends the run after that many epochs of this call (used to test resume).
+    ``progress=False`` shows no bars. A diverging run raises :class:`BenchError` and saves nothing
+    for the epoch it diverged in.
     """
     out = Path(out_dir)
     ckpt_path = out / "checkpoint.pt"
@@ -97,6 +123,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
     autocast = training_autocast(dev, cfg.amp)
     precision = "bf16" if isinstance(autocast, torch.autocast) else "fp32"
     n = len(train_data)
+    n_steps = -(-n // cfg.batch_size)
     done_now = 0
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and done_now >= stop_after:
@@ -108,20 +135,24 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         perm = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}
         count = 0
-        bar = tqdm(range(0, n, cfg.batch_size), desc=f"{cfg.defense} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=None if progress else True, unit="batch")  # None: off when not a terminal
-        for i in bar:
-            x, y = train_data.batch(perm[i:i + cfg.batch_size])
-            x = augment(x, spec.augmentation, gen).to(dev)
-            y = y.to(dev)
-            with autocast:
-                logs = recipe.train_step(members, optimizers, x, y, gen)
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v * len(y)
-            count += len(y)
-            bar.set_postfix(loss=f"{logs.get('loss', 0.0):.3f}")
+        where = f"{cfg.defense} epoch {epoch + 1}/{cfg.epochs}"
+        with _bar(progress, total=n_steps, desc=where, unit="batch") as bar:
+            for step, i in enumerate(range(0, n, cfg.batch_size), 1):
+                x, y = train_data.batch(perm[i:i + cfg.batch_size])
+                x = augment(x, spec.augmentation, gen).to(dev)
+                y = y.to(dev)
+                with autocast:
+                    logs = recipe.train_step(members, optimizers, x, y, gen)
+                _check_finite_logs(logs, cfg, epoch, step, n_steps, lr, ckpt_path, len(history))
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v * len(y)
+                count += len(y)
+                bar.update()
+                bar.set_postfix_str(_postfix(sums, count))
+        _check_finite_members(members, cfg, epoch, n_steps, lr, ckpt_path, len(history))
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(count, 1) for k, v in sums.items()}}
-        row.update(heldout_metrics(members[recipe.eval_member], hx, hy, cfg))
+        row.update(heldout_metrics(members[recipe.eval_member], hx, hy, cfg, progress=progress,
+                                   desc=f"{where} held-out pgd{cfg.eval_steps}"))
         row["seconds"] = round(time.perf_counter() - t0, 2)
         history.append(row)
         logger.info("%s epoch %d/%d: %s", cfg.defense, epoch + 1, cfg.epochs,
@@ -132,6 +163,46 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         if on_epoch:
             on_epoch(row)
     return ckpt_path
+
+
+def _postfix(sums: dict[str, float], count: int) -> str:
+    """The bar's postfix: the epoch's running mean loss, and its adversarial (else clean) batch accuracy."""
+    parts = [f"loss {sums.get('loss', 0.0) / max(count, 1):.4g}"]
+    for key, label in (("adv_acc", "adv acc"), ("acc", "acc")):
+        if key in sums:
+            parts.append(f"{label} {100 * sums[key] / max(count, 1):.1f}%")
+            break
+    return ", ".join(parts)
+
+
+def _diverged(cfg: TrainConfig, epoch: int, what: str, lr: float, ckpt_path: Path, saved_epochs: int) -> BenchError:
+    kept = (f"{ckpt_path} still holds epoch {saved_epochs}" if saved_epochs else "no checkpoint was written")
+    return BenchError(f"training {cfg.defense} diverged in epoch {epoch + 1}/{cfg.epochs}: {what}; this epoch was not "
+                      f"saved ({kept}); try a lower --lr (this epoch's lr is {lr:g}).")
+
+
+def _check_finite_logs(logs: dict[str, float], cfg: TrainConfig, epoch: int, step: int, n_steps: int, lr: float,
+                       ckpt_path: Path, saved_epochs: int) -> None:
+    """Stop at the first step whose logged loss (or any logged value) is NaN or infinite. The logs are
+    Python floats already, so this costs nothing per step."""
+    for k, v in logs.items():
+        try:
+            finite = math.isfinite(v)
+        except TypeError:  # a recipe may log something that is no number; not ours to judge
+            continue
+        if not finite:
+            raise _diverged(cfg, epoch, f"{k} is {float(v)} at step {step}/{n_steps}", lr, ckpt_path, saved_epochs)
+
+
+def _check_finite_members(members: Members, cfg: TrainConfig, epoch: int, n_steps: int, lr: float,
+                          ckpt_path: Path, saved_epochs: int) -> None:
+    """Before anything is saved: every floating-point parameter and buffer is finite (the last step's
+    update may have overflowed after its loss was logged)."""
+    for name, m in members.items():
+        for key, t in m.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise _diverged(cfg, epoch, f"{name}.{key} holds NaN or infinite values after step {n_steps}/{n_steps}",
+                                lr, ckpt_path, saved_epochs)
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -189,18 +260,34 @@ def _restore(path: Path, cfg: TrainConfig, members: Members, optimizers: Optimiz
         raise BenchError(f"{path} holds no training state to resume from.")
     if ckpt.get("defense") != cfg.defense or ckpt.get("arch") != cfg.arch:
         raise BenchError(f"{path} was trained with {ckpt.get('defense')}/{ckpt.get('arch')}, not {cfg.defense}/{cfg.arch}.")
-    for k, m in members.items():
-        m.load_state_dict(ckpt["members"][k])
-    for k, o in optimizers.items():
-        o.load_state_dict(state["optimizers"][k])
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    if torch.cuda.is_available() and state.get("cuda_rng"):
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["epoch"]), list(ckpt.get("history", []))
+    try:
+        for k, m in members.items():
+            m.load_state_dict(ckpt["members"][k])
+        for k, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        epoch, history = int(state["epoch"]), list(ckpt.get("history", []))
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BenchError(f"cannot resume from {path}: its training state is damaged or from another configuration "
+                         f"({type(e).__name__}: {first}).") from None
+    return epoch, history
+
+
+def _log_value(key: str, value: Any) -> Any:
+    """A log.csv cell: seconds to 2 decimals, every other float to 6 significant digits (no float noise
+    such as 28.999999165534973); integers and text as they are."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return f"{value:.2f}" if key == "seconds" else f"{value:.6g}"
+    return value
 
 
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    """``log.csv``: one row per epoch, rounded for reading (:func:`_log_value`); the checkpoint's
+    ``history`` keeps the full-precision values."""
     cols: list[str] = []
     for row in history:
         cols += [k for k in row if k not in cols]
@@ -208,5 +295,5 @@ def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for row in history:
-        w.writerow(row)
+        w.writerow({k: _log_value(k, v) for k, v in row.items()})
     atomic_write_text(path, buf.getvalue())
