@@ -93,9 +93,9 @@ def main() -> None:
             t = time.perf_counter()
             rec = evaluate(path, Path(tmp) / f"bs{bs}", EvalOptions(suite=suite, n_examples=args.n, batch_size=bs, device="cpu"))
             rows = [r for r in rec["summary"] if r["attack"] != "clean"]
-            runs[bs] = {r["attack"]: float(r["seconds"]) for r in rows}
+            runs[bs] = {r["label"]: float(r["seconds"]) for r in rows}
             runs[bs]["total"] = time.perf_counter() - t
-            robust[bs] = " ".join(f"{r['attack']} {float(r['accuracy']):.1f}" for r in rows if r["norm"] == "linf")
+            robust[bs] = " ".join(f"{r['label']} {float(r['accuracy']):.1f}" for r in rows if r["norm"] == "linf")
 
     ref = runs.get(256)
     print(f"model {path}; {args.n} MNIST-5k test points, channels_last; seconds per attack (x: speed-up over bs 256)")

@@ -153,7 +153,7 @@ def main() -> None:
             secs: dict[str, float] = defaultdict(float)
             for row in rec["summary"]:
                 if row["attack"] != "clean" and row["seconds"] is not None:
-                    secs[row["attack"]] += float(row["seconds"])
+                    secs[row["label"]] += float(row["seconds"])
             worst = {(r["norm"], float(r["eps"])): float(r["worst_case"]) for r in rec["summary"] if r["attack"] != "clean"}
             ours[name] = {"total": total, "secs": secs, "linf": worst.get(("linf", LINF)), "l2": worst.get(("l2", L2))}
 

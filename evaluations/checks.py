@@ -33,6 +33,9 @@ LARGE_EPS_MAX_ACC = 2.0   # accuracy (%) a very large eps must drive the worst c
 DEFAULT_MAX_EPS = {"linf": 1.0}
 MODEL_CHECKS = ("deterministic_output", "logits_not_probabilities", "static_forward", "nonzero_input_gradients",
                 "finite_input_gradients")
+PREDICTION_CHECKS = ("above_chance_level", "predictions_not_collapsed")
+CHANCE_Z = 3.0            # one-sided z: clean accuracy must exceed chance by this many binomial standard errors
+COLLAPSE_FRACTION = 0.5   # predictions collapsed: one class takes at least half the way from its label share to 100%
 
 
 def _check(name: str, passed: bool, detail: str) -> Check:
@@ -74,6 +77,41 @@ def model_checks(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Te
     out.append(_check("finite_input_gradients", nonfinite == 0,
                       f"{nonfinite} of {len(x)} points have NaN or inf input gradients"))
     return out
+
+
+def prediction_checks(predictions: Sequence[int] | None, labels: Sequence[int], num_classes: int | None) -> list[Check]:
+    """Flags of a model no leaderboard should rank, from its clean predictions on every evaluated point.
+
+    - ``above_chance_level``: clean accuracy above what a classifier blind to the input reaches
+      (``max(1/K, largest label share)``) by ``CHANCE_Z`` binomial standard errors.
+    - ``predictions_not_collapsed``: no class takes ``COLLAPSE_FRACTION`` of the way from its share
+      of the labels to all predictions (a constant-class model takes all the way).
+    Nothing is checked without predictions (a run made before they were kept)."""
+    n = len(labels)
+    if predictions is None or n == 0 or len(predictions) != n:
+        return []
+    counts_y: dict[int, int] = {}
+    counts_p: dict[int, int] = {}
+    for t, p in zip(labels, predictions):
+        counts_y[int(t)] = counts_y.get(int(t), 0) + 1
+        counts_p[int(p)] = counts_p.get(int(p), 0) + 1
+    k = max(int(num_classes or 0), len(counts_y), 2)
+    chance = max(1.0 / k, max(counts_y.values()) / n)
+    acc = sum(1 for t, p in zip(labels, predictions) if int(t) == int(p)) / n
+    bar = chance + CHANCE_Z * math.sqrt(chance * (1 - chance) / n)
+    top, top_n = max(counts_p.items(), key=lambda kv: (kv[1], -kv[0]))
+    share, label_share = top_n / n, counts_y.get(top, 0) / n
+    limit = label_share + COLLAPSE_FRACTION * (1 - label_share)
+    return [
+        _check("above_chance_level", acc > bar,
+               f"clean accuracy {100 * acc:.1f}% on {n} points vs chance {100 * chance:.1f}% "
+               f"(needs > {100 * bar:.1f}%: chance + {CHANCE_Z:g} standard errors)"
+               + ("" if acc > bar else ": the model is at chance level, its robust accuracy means nothing")),
+        _check("predictions_not_collapsed", share < limit,
+               f"class {top} takes {100 * share:.1f}% of the {n} clean predictions (its share of the labels: "
+               f"{100 * label_share:.1f}%; collapsed at >= {100 * limit:.1f}%)"
+               + ("" if share < limit else ": the predictions collapse to one class")),
+    ]
 
 
 _GRAD_FUNCS = ("grad", "backward", "_make_grads")

@@ -27,21 +27,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from robustbench_lite import results
 from robustbench_lite.checkpoint import Checkpoint, load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, atomic_write_text, default_batch_size, library_versions,
-                                   resolve_device, set_channels_last, sha256_file)
+                                   frozen, resolve_device, set_channels_last, sha256_file)
 
-from .metrics import mean_median, normalized_auc
+from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
+from .metrics import normalized_auc
 from .runner import Part, RunContext, run_tasks, write_per_example
 from .suite import Suite, load_suite
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ["attack", "norm", "eps", "n", "attacked", "accuracy", "worst_case", "mean_min_norm", "median_min_norm",
-                   "seconds", "forwards", "backwards"]
+SUMMARY_COLUMNS = list(results.SUMMARY_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -146,18 +147,19 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
                      cascade=False if options.all_points else None,
                      standard_eps=spec.standard_eps(), offset=offset)
     out.mkdir(parents=True, exist_ok=True)
+    m = min(len(x), options.check_examples)
+    with frozen(model):  # every suite: cheap, and a broken model must not reach the leaderboard unflagged
+        checks = model_checks(model, x[:m], y[:m])
+    _warn_failed(checks)
     clean, parts = run_tasks(model, x, y, ctx)
     record = build_record(clean, parts, threat)
+    more = prediction_checks(ctx.predictions, y.tolist(), ckpt.num_classes)
     if suite.checks:
-        from robustbench_lite.utils import frozen
-
-        from .checks import model_checks, result_checks
-
-        m = min(len(x), options.check_examples)
-        with frozen(model):
-            record["checks"] = model_checks(model, x[:m], y[:m]) + result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
+        more += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
+    _warn_failed(more)
+    record["checks"] = checks + more
     record.update({
-        "format": "robustbench_lite/result", "format_version": 1,
+        "format": results.RESULT_FORMAT, "format_version": results.RESULT_FORMAT_VERSION,
         "checkpoint": {"path": str(checkpoint_path) if checkpoint_path else None, "sha256": sha, "arch": ckpt.arch,
                        "dataset": ckpt.dataset, "defense": ckpt.defense, "defense_config": ckpt.defense_config,
                        "member": ckpt.member, "num_classes": ckpt.num_classes,
@@ -172,6 +174,12 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
         record["shard"] = shard_info
     write_outputs(out, record, clean, parts)
     return record
+
+
+def _warn_failed(checks: list[dict[str, Any]]) -> None:
+    for c in checks:
+        if not c["passed"]:
+            logger.warning("check %s failed: %s", c["name"], c["detail"])
 
 
 def _fast_layout(model: torch.nn.Module, x: Tensor, y: Tensor, enabled: bool) -> str:
@@ -197,9 +205,9 @@ def make_fingerprint(suite: Suite, seed: int, n_total: int, sha: str | None, mem
 
 
 def write_outputs(out: Path, record: dict[str, Any], clean: list[bool], parts: list[Part]) -> None:
-    record["transfer"] = transfer_rows(parts)
-    for r in record["transfer"]:
-        r["target"] = (record.get("checkpoint") or {}).get("path")
+    record["transfer"] = [{"surrogate": r.get("surrogate"), "target": (record.get("checkpoint") or {}).get("path"),
+                           "norm": r["norm"], "eps": r["eps"], "n": r["attacked"], "success_rate": r.get("success_rate")}
+                          for r in record["attacks"] if r["kind"] == results.TRANSFER]
     if not record["transfer"]:
         del record["transfer"]
     write_per_example(out / "per_example.csv", record["indices"], record["labels"], clean, parts)
@@ -210,59 +218,39 @@ def write_outputs(out: Path, record: dict[str, Any], clean: list[bool], parts: l
     atomic_write_json(out / "result.json", record)
 
 
-def transfer_rows(parts: list[Part]) -> list[dict[str, Any]]:
-    """ACT Table 3 convention: % of the target's clean-correct points the transferred examples break."""
-    rows = []
-    for p in parts:
-        if p.attack != "transfer":
-            continue
-        att = [a for a in p.attacked]
-        n = sum(att)
-        broken = sum(1 for a, r in zip(att, p.robust) if a and not r)
-        rows.append({"surrogate": (p.config or {}).get("surrogate"), "target": None, "norm": p.norm, "eps": p.eps,
-                     "n": n, "success_rate": round(100.0 * broken / n, 2) if n else None})
-    return rows
+def attack_kinds(parts: list[Part]) -> dict[str, str]:
+    """Registry name -> kind (white-box, black-box, minimum-norm, transfer) of the parts' attacks."""
+    from .attacks import ATTACKS
 
-def _pct(mask: torch.Tensor) -> float:
-    return round(100.0 * mask.float().mean().item(), 2) if len(mask) else 0.0
+    kinds = {}
+    for p in parts:
+        if p.attack not in kinds and p.attack in ATTACKS.names():
+            kinds[p.attack] = ATTACKS.get(p.attack).kind
+    return kinds
 
 
 def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> dict[str, Any]:
-    """Aggregate per-example parts into rows; the worst case per threat is recomputed from them."""
-    clean_t = torch.tensor(clean, dtype=torch.bool)
-    n = len(clean)
-    rows: list[dict[str, Any]] = [{
-        "attack": "clean", "norm": threat.norm, "eps": 0.0, "n": n, "attacked": n,
-        "accuracy": _pct(clean_t), "worst_case": _pct(clean_t),
-        "mean_min_norm": None, "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0}]
-    broken: dict[str, list[tuple[float, torch.Tensor]]] = {}
-    for p in parts:
-        r = torch.tensor(p.robust, dtype=torch.bool)
-        broken.setdefault(p.norm, []).append((p.eps, clean_t & ~r))
-        worst = clean_t.clone()
-        for e, b in broken[p.norm]:
-            if e <= p.eps + 1e-12:
-                worst &= ~b
-        mean, med = mean_median([v for v, c in zip(p.norms, clean) if c]) if p.norms is not None else (None, None)
-        rows.append({"attack": p.label, "norm": p.norm, "eps": p.eps, "n": n, "attacked": sum(p.attacked),
-                     "accuracy": _pct(r), "worst_case": _pct(worst),
-                     "mean_min_norm": mean, "median_min_norm": med, "seconds": round(p.seconds, 3),
-                     "forwards": p.forwards, "backwards": p.backwards})
-    at_threat = clean_t.clone()
-    for e, b in broken.get(threat.norm, []):
-        if e <= threat.eps + 1e-12:
-            at_threat &= ~b
+    """Aggregate per-example parts into rows (:func:`robustbench_lite.results.summary_rows`)."""
+    rows = results.summary_rows(clean, parts, kinds=attack_kinds(parts), norm=threat.norm, eps=threat.eps)
+    for row, p in zip(rows[1:], parts):
+        if row["kind"] == results.TRANSFER:
+            att = [a for a in p.attacked]
+            broke = sum(1 for a, r in zip(att, p.robust) if a and not r)
+            row["surrogate"] = (p.config or {}).get("surrogate")
+            row["success_rate"] = round(100.0 * broke / sum(att), 2) if sum(att) else None
+    at_threat = results.worst_case(clean, parts, threat.norm, threat.eps)
     sweeps = []
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows[1:]:
-        groups.setdefault((row["attack"], row["norm"]), []).append(row)
+        groups.setdefault((row["label"], row["norm"]), []).append(row)
     for (label, norm), rs in groups.items():
         if len({r["eps"] for r in rs}) < 2:
             continue
         auc = normalized_auc([r["eps"] for r in rs], [r["accuracy"] / 100 for r in rs])
-        sweeps += [{"attack": label, "norm": norm, "eps": r["eps"], "accuracy": r["accuracy"], "auc": round(auc, 4)} for r in rs]
-    return {"clean_accuracy": _pct(clean_t), "robust_accuracy": _pct(at_threat), "attacks": rows[1:], "summary": rows,
-            "sweeps": sweeps, "checks": []}
+        sweeps += [{"label": label, "attack": r["attack"], "norm": norm, "eps": r["eps"], "accuracy": r["accuracy"],
+                    "exact": r["exact"], "auc": round(auc, 4)} for r in rs]
+    return {"clean_accuracy": results.pct(clean), "robust_accuracy": results.pct(at_threat), "attacks": rows[1:],
+            "summary": rows, "sweeps": sweeps, "checks": []}
 
 
 def _csv(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -279,7 +267,7 @@ def summary_csv(record: dict[str, Any]) -> str:
 
 
 def sweeps_csv(record: dict[str, Any]) -> str:
-    return _csv(record["sweeps"], ["attack", "norm", "eps", "accuracy", "auc"])
+    return _csv(record["sweeps"], ["label", "attack", "norm", "eps", "exact", "accuracy", "auc"])
 
 
 def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
@@ -291,7 +279,6 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
 
     from torch import nn
 
-    from .checks import MODEL_CHECKS, result_checks
     from .suite import parse_suite
 
     dirs = [Path(d) for d in shard_dirs]
@@ -341,8 +328,11 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
                 continue
             for k in ("robust", "attacked"):
                 merged[k] = merged[k] + part[k]
-            if merged.get("norms") is not None:
-                merged["norms"] = merged["norms"] + part["norms"]
+            for k in ("norms", "predictions"):
+                if merged.get(k) is not None and part.get(k) is not None:
+                    merged[k] = merged[k] + part[k]
+                elif merged.get(k) is not None:
+                    merged[k] = None  # a shard made before predictions were kept
             for k in ("seconds", "forwards", "backwards"):
                 merged[k] += part[k]
         atomic_write_json(parts_out / name, {"fingerprint": fingerprint, "part": merged})
@@ -357,9 +347,10 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     y = torch.tensor(labels)
     clean, parts = run_tasks(nn.Identity(), torch.zeros(n_total, 1), y, ctx)
     record = build_record(clean, parts, threat)
+    record["checks"] = [c for c in first.get("checks", []) if c["name"] in MODEL_CHECKS] + \
+        prediction_checks(ctx.predictions, labels, first["checkpoint"].get("num_classes"))
     if suite.checks:
-        record["checks"] = [c for c in first.get("checks", []) if c["name"] in MODEL_CHECKS] + \
-            result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
+        record["checks"] += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
     record.update({k: first[k] for k in ("format", "format_version", "checkpoint", "suite", "threat", "seed", "versions",
                                          "device", "batch_size") if k in first})
     record.update({"n": n_total, "indices": [i for _, _, rec in recs for i in rec["indices"]], "labels": labels,

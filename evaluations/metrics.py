@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from robustbench_lite.results import mean_median  # noqa: F401  (re-exported: one definition)
+
 
 def normalized_auc(eps: Sequence[float], accuracy: Sequence[float]) -> float:
     """Area under accuracy (0..1) versus eps by the trapezoid rule, divided by the eps span
@@ -15,13 +17,3 @@ def normalized_auc(eps: Sequence[float], accuracy: Sequence[float]) -> float:
         return float(pts[0][1])
     area = sum((e1 - e0) * (a0 + a1) / 2 for (e0, a0), (e1, a1) in zip(pts, pts[1:]))
     return float(area / (pts[-1][0] - pts[0][0]))
-
-
-def mean_median(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean and median of the finite values (None when there are none)."""
-    v = sorted(x for x in values if x is not None and math.isfinite(x))
-    if not v:
-        return None, None
-    mid = len(v) // 2
-    med = v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
-    return sum(v) / len(v), med

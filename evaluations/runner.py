@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.progress import progress_bar
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator
 
@@ -77,6 +78,7 @@ class Part:
     forwards: int
     backwards: int
     config: dict[str, Any] = field(default_factory=dict)
+    predictions: list[int] | None = None  # the clean part: the model's predicted class per example
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -112,6 +114,7 @@ class RunContext:
     standard_eps: dict[str, float] = field(default_factory=dict)  # dataset's radius per norm
     reuse_only: bool = False  # merge: every part must already be on disk; never run an attack
     offset: int = 0  # position of x[0] in the full evaluation order (a shard's start; a multiple of batch_size)
+    predictions: list[int] | None = None  # filled by run_tasks: the clean prediction per example
 
 
 def _eps_list(spec: AttackSpec, ctx: RunContext) -> tuple[str, tuple[float, ...]]:
@@ -141,13 +144,16 @@ def run_tasks(model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> tuple[
     with frozen(counted):
         clean_path = parts_dir / "000_clean.json"
         clean = _reuse(clean_path, ctx)
+        if clean is not None and clean.predictions is None and not ctx.reuse_only:
+            clean = None  # made before predictions were kept: one forward pass makes it again
         if clean is None:
             _forbid_run("clean", ctx)
             t0 = time.perf_counter()
-            correct = predict(counted, x, ctx.batch_size) == y
-            clean = Part("clean", "clean", "clean", ctx.threat.norm, 0.0, correct.tolist(), [True] * n, None,
-                         time.perf_counter() - t0, counted.forwards, 0)
+            pred = predict(counted, x, ctx.batch_size)
+            clean = Part("clean", "clean", "clean", ctx.threat.norm, 0.0, (pred == y).tolist(), [True] * n, None,
+                         time.perf_counter() - t0, counted.forwards, 0, predictions=pred.tolist())
             _write(clean_path, clean, ctx)
+        ctx.predictions = clean.predictions
         clean_correct = torch.tensor(clean.robust, dtype=torch.bool, device=x.device)
         # broken[norm] -> list of (eps, mask) of points broken at that eps by any attack
         broken: dict[str, list[tuple[float, Tensor]]] = {}
@@ -232,11 +238,15 @@ def _attack_part(counted: CountingModel, x: Tensor, y: Tensor, todo: Tensor, att
         norms[~todo] = 0.0  # misclassified clean points need no perturbation
     if len(idx):
         outs = []
-        for start, sel in _blocks(idx, ctx):
-            # one generator per block of global positions: a block's random draws do not depend on
-            # which shard it is evaluated in, so merged shards equal an unsharded run
-            gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}:{start}".encode()))
-            outs.append(attack.run(counted, x[sel], y[sel], eps=eps, generator=gen))
+        with progress_bar(total=len(idx), desc=key, unit="ex") as bar:
+            for start, sel in _blocks(idx, ctx):
+                # one generator per block of global positions: a block's random draws do not depend on
+                # which shard it is evaluated in, so merged shards equal an unsharded run
+                gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}:{start}".encode()))
+                outs.append(attack.run(counted, x[sel], y[sel], eps=eps, generator=gen))
+                bar.update(len(sel))
+                held = sum(int((~o.success.bool()).sum()) for o in outs)
+                bar.set_postfix_str(f"robust {100 * held / bar.n:.1f}% of {bar.n} attacked")
         x_adv = torch.cat([o.x_adv for o in outs])
         success = torch.cat([o.success for o in outs]).to(torch.bool)
         _check_output(x_adv, x[idx], attack, eps)

@@ -27,8 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .baselines import dataset_key, tradeoff_points
-from .leaderboard import curve_for_dataset
+from .baselines import curve_for_dataset, dataset_key, tradeoff_points
 from .records import RecordSummary, format_eps, model_name, summarize
 
 logger = logging.getLogger(__name__)
@@ -143,9 +142,10 @@ def tradeoff_figure(dataset: str, summaries: Sequence[RecordSummary], baselines:
         xpad, ypad = max(1.0, 0.06 * (max(xs) - min(xs))), max(2.0, 0.08 * (max(ys) - min(ys)))
         xlim = (min(xs) - xpad, min(100.0, max(xs) + xpad))
         ylim = (max(-4.0, min(ys) - ypad), min(102.0, max(ys) + ypad))
-        curve = curve_for_dataset(dataset, baselines)
-        if curve is not None:
-            grid = np.linspace(xlim[0], xlim[1], 400)
+        curve, _ = curve_for_dataset(dataset, baselines)
+        if curve is not None:  # drawn over the points it was fitted on only (no extrapolation)
+            lo, hi = curve.domain if curve.domain is not None else xlim
+            grid = np.linspace(max(xlim[0], lo), min(xlim[1], hi), 400)
             ax.plot(grid, curve(grid), "--", color="red", linewidth=1.3, label=f"tradeoff curve ({curve.name})", zorder=3)
             published_xy += [(x, float(curve(x))) for x in grid[::8] if ylim[0] <= curve(x) <= ylim[1]]
         ax.set_xlim(*xlim)
@@ -173,7 +173,7 @@ def sweep_figure(record: Mapping[str, Any]) -> Figure | None:
         curves: dict[str, list[Mapping[str, Any]]] = {}
         for r in rows:
             if str(r.get("norm")) == norm:
-                curves.setdefault(str(r.get("attack")), []).append(r)
+                curves.setdefault(str(r.get("label", r.get("attack"))), []).append(r)
         for attack, pts in sorted(curves.items()):
             pts = sorted(pts, key=lambda r: float(r["eps"]))
             auc = next((r.get("auc") for r in pts if r.get("auc") is not None), None)

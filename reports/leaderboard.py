@@ -1,7 +1,11 @@
 """The leaderboard: stored results (and optionally published baselines) ranked in one table.
 
-Entries are ranked by AutoAttack accuracy (descending) by default; entries without the sort value
-come after those with it. Records of several seeds of one configuration (same defense, defense
+Entries are ranked by the suite's worst-case robust accuracy at the threat (``robust``, descending)
+by default; entries without the sort value come after those with it, and an entry with a failed
+sanity check (a model at chance level, predictions collapsed to one class, gradient masking, ...)
+comes after every entry without one: a broken model cannot rank first. The ``autoattack`` and
+``pgd`` columns follow :func:`robustbench_lite.results.column_value`: the attack's own accuracy, or,
+marked ``cascade``, the worst case through its stage of a cascade. Records of several seeds of one configuration (same defense, defense
 config, member, arch, dataset, threat and suite; different ``checkpoint.seed``) are one entry whose
 numbers read "mean ± std" (sample std) with a ``seeds`` count.
 
@@ -30,8 +34,8 @@ import pandas as pd
 
 from robustbench_lite.errors import BenchError
 
-from .ardist import Cubic, ardist, fit_cubic, published_fit_for_dataset
-from .baselines import baseline_entries, dataset_key, load_baselines, tradeoff_points
+from .ardist import Cubic, ardist_or_reason
+from .baselines import baseline_entries, curve_for_dataset, dataset_key, load_baselines
 from .records import RecordSummary, format_threat, parse_threat, same_eps, summarize
 from .render import render_table
 from .store import load_records
@@ -43,6 +47,7 @@ TEXT_SORT = ("model", "defense", "arch", "dataset", "threat")
 SORT_COLUMNS = (*METRICS, "n", "seeds", *TEXT_SORT)
 FORMATS = ("table", "csv", "markdown", "html")
 THREAT_REL_TOL = 0.02  # "linf:0.031" selects linf:8/255 (0.03137), as the papers round it
+DEFAULT_SORT = "robust"  # the suite's worst case at the threat
 
 
 @dataclass(frozen=True)
@@ -65,23 +70,16 @@ class Entry:
     source: str = ""
     records: tuple[RecordSummary, ...] = field(default=(), repr=False)
     failed_checks: tuple[tuple[str, str, str], ...] = ()  # (model, check name, detail)
+    scopes: Mapping[str, str] = field(default_factory=dict)  # metric -> "cascade" where not the attack's own
+    notes: tuple[tuple[str, str], ...] = ()  # (metric, why) a cell is blank, e.g. no well-conditioned ARDist curve
 
     def get(self, metric: str) -> float | None:
         return self.values.get(metric, (None, None))[0]
 
-
-def curve_for_dataset(dataset: str, baselines: pd.DataFrame | None) -> Cubic | None:
-    """The tradeoff curve used for ARDist on ``dataset`` (see module docstring), or None."""
-    key = dataset_key(dataset)
-    published = published_fit_for_dataset(key)
-    if published is not None:
-        return published
-    if baselines is None:
-        return None
-    pts = tradeoff_points(baselines, key)
-    if pts["clean"].nunique() < 4:
-        return None
-    return fit_cubic(pts["clean"].tolist(), pts["autoattack"].tolist(), name=f"fit on published {key}")
+    @property
+    def unreliable(self) -> bool:
+        """A sanity check failed: its numbers cannot be trusted and it ranks after the others."""
+        return bool(self.failed_checks)
 
 
 def _mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
@@ -110,40 +108,55 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
     groups: dict[tuple[Any, ...], list[RecordSummary]] = {}
     for s in summaries:
         groups.setdefault(_group_key(s), []).append(s)
-    curves: dict[str, Cubic | None] = {}
+    curves: dict[str, tuple[Cubic | None, str]] = {}
     out = []
     for members in groups.values():
         members = sorted(members, key=lambda s: (s.checkpoint_seed is None, s.checkpoint_seed or 0, s.model))
         first = members[0]
         if first.dataset not in curves:
             curves[first.dataset] = curve_for_dataset(first.dataset, baselines)
-        curve = curves[first.dataset]
+        curve, no_curve = curves[first.dataset]
         per_metric: dict[str, list[float | None]] = {m: [] for m in METRICS}
+        notes: list[tuple[str, str]] = []
         for s in members:
             for m in ("clean", "autoattack", "pgd", "robust", "auc", "min_pert"):
                 per_metric[m].append(getattr(s, m))
             per_metric["sum"].append(s.total)
-            per_metric["ardist"].append(ardist(s.clean, s.autoattack, curve)
-                                        if curve is not None and s.clean is not None and s.autoattack is not None
-                                        and curve.covers(s.clean) else None)
+            value, why = _ardist(s.clean, s.autoattack, curve, no_curve)
+            per_metric["ardist"].append(value)
+            if why:
+                notes.append(("ardist", why))
         failed = tuple((s.model, str(c.get("name", "?")), str(c.get("detail", ""))) for s in members
                        for c in s.failed_checks)
         has_checks = any(s.checks for s in members)
+        scopes = {m: "cascade" for m in ("autoattack", "pgd")
+                  if any(getattr(s, f"{m}_scope") == "cascade" for s in members)}
+        failed_names = list(dict.fromkeys(name for _, name, _ in failed))
         ns = sorted({s.n for s in members if s.n is not None})
         seeds = len({s.checkpoint_seed for s in members}) if len(members) > 1 else 1
         out.append(Entry(
             model=_group_name([s.model for s in members]), defense=first.defense, arch=first.arch,
             dataset=first.dataset, threat=first.threat, values={m: _mean_std(v) for m, v in per_metric.items()},
-            sanity=(f"{len(failed)} failed" if failed else "ok") if has_checks else "not run",
+            sanity=("FAILED: " + ", ".join(failed_names) if failed else "ok") if has_checks else "not run",
             n="" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"), seeds=seeds,
-            source="this run", records=tuple(members), failed_checks=failed))
+            source="this run", records=tuple(members), failed_checks=failed, scopes=scopes,
+            notes=tuple(dict.fromkeys(notes))))
     return out
+
+
+def _ardist(clean: float | None, robust: float | None, curve: Cubic | None, no_curve: str) -> tuple[float | None, str]:
+    """ARDist of (clean, AutoAttack) against the dataset's curve, or None and why."""
+    if curve is None:
+        return None, no_curve
+    if clean is None or robust is None:
+        return None, "no AutoAttack accuracy"
+    return ardist_or_reason(clean, robust, curve)
 
 
 def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = None,
                       eps: float | None = None) -> list[Entry]:
     """Published table rows of ``dataset`` (at the threat, if given) as leaderboard entries."""
-    curve = curve_for_dataset(dataset, baselines)
+    curve, no_curve = curve_for_dataset(dataset, baselines)
     out, seen = [], set()
     for e in baseline_entries(baselines, dataset, norm, eps):
         ident = (e["method"], e["architecture"], e["setting"], e["clean"], e["autoattack"], e["pgd"])
@@ -152,8 +165,7 @@ def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = 
         seen.add(ident)
         values = {m: (e[m], e[f"{m}_std"]) for m in ("clean", "autoattack", "pgd", "robust", "auc", "min_pert")}
         values["sum"] = (e["clean"] + e["robust"], None) if e["robust"] is not None else (None, None)
-        values["ardist"] = ((ardist(e["clean"], e["autoattack"], curve), None)
-                            if curve is not None and e["autoattack"] is not None else (None, None))
+        values["ardist"] = (_ardist(e["clean"], e["autoattack"], curve, no_curve)[0], None)
         name = e["method"] + (f" ({e['setting']})" if e["setting"] else "")
         out.append(Entry(model=name, defense="published", arch=e["architecture"], dataset=e["dataset"],
                          threat=format_threat(e["norm"], e["eps"]) if e["norm"] else "", values=values,
@@ -161,8 +173,9 @@ def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = 
     return out
 
 
-def rank_entries(entries: Sequence[Entry], sort: str = "autoattack") -> list[Entry]:
-    """Entries ordered by ``sort``: numbers descending, text ascending, missing values last."""
+def rank_entries(entries: Sequence[Entry], sort: str = DEFAULT_SORT) -> list[Entry]:
+    """Entries ordered by ``sort``: numbers descending, text ascending, missing values last; an
+    entry with a failed sanity check after every entry without one."""
     if sort not in SORT_COLUMNS:
         raise BenchError(f"unknown sort column {sort!r}; valid: {', '.join(SORT_COLUMNS)}.")
 
@@ -170,14 +183,14 @@ def rank_entries(entries: Sequence[Entry], sort: str = "autoattack") -> list[Ent
         tie = (-(e.get("clean") or 0.0), e.model, e.source)
         if sort in TEXT_SORT:
             value = getattr(e, sort)
-            return (value == "", value.lower(), *tie)
+            return (e.unreliable, value == "", value.lower(), *tie)
         if sort == "n":
             value = float(e.n.split("-")[0]) if e.n else None
         elif sort == "seeds":
             value = e.seeds
         else:
             value = e.get(sort)
-        return (value is None, -(value or 0.0), *tie)
+        return (e.unreliable, value is None, -(value or 0.0), *tie)
 
     return sorted(entries, key=key)
 
@@ -196,7 +209,7 @@ def select_summaries(records: Iterable[Mapping[str, Any]], dataset: str | None =
 
 def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | None = None,
                         threat: str | None = None, with_baselines: bool = False,
-                        baselines: pd.DataFrame | None = None, sort: str = "autoattack") -> list[Entry]:
+                        baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT) -> list[Entry]:
     """Ranked entries of ``records`` (plus published rows of the same datasets and threats)."""
     if sort not in SORT_COLUMNS:
         raise BenchError(f"unknown sort column {sort!r}; valid: {', '.join(SORT_COLUMNS)}.")
@@ -224,7 +237,7 @@ def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | Non
 
 
 def leaderboard(db_path: str | Path, dataset: str | None = None, threat: str | None = None,
-                with_baselines: bool = False, sort: str = "autoattack", fmt: str = "table",
+                with_baselines: bool = False, sort: str = DEFAULT_SORT, fmt: str = "table",
                 baselines: pd.DataFrame | None = None) -> str:
     """The leaderboard of a results store rendered as ``table``, ``csv``, ``markdown`` or ``html``.
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.results import (RESULT_FORMAT, RESULT_FORMAT_VERSION, column_value, num, same_eps,  # noqa: F401
+                                     upgrade_record)
 
-RESULT_FORMAT = "robustbench_lite/result"
-RESULT_FORMAT_VERSION = 1
 NORM_ALIASES = {"linf": "linf", "inf": "linf", "l_inf": "linf", "li": "linf", "l2": "l2", "l1": "l1"}
 # Checkpoint file stems that say nothing about the model; the parent folder names it instead.
 GENERIC_STEMS = frozenset({"ckpt", "checkpoint", "model", "last", "best", "final", "weights"})
@@ -66,26 +66,12 @@ def format_threat(norm: str, eps: float | None) -> str:
     return norm if eps is None else f"{norm}:{format_eps(eps)}"
 
 
-def same_eps(a: float | None, b: float | None, rel: float = 1e-6) -> bool:
-    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)
-
-
 def model_name(path: str, member: str = "model") -> str:
     """The checkpoint file stem (its folder's name when the stem is generic such as ``ckpt``)."""
     p = Path(str(path))
     name = p.parent.name if p.stem.lower() in GENERIC_STEMS and p.parent.name else p.stem
     name = name or "?"
     return name if member in ("", "model") else f"{name}[{member}]"
-
-
-def _num(x: Any) -> float | None:
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)
@@ -110,12 +96,15 @@ class RecordSummary:
     date: str
     versions: Mapping[str, Any]
     clean: float | None
-    autoattack: float | None
+    autoattack: float | None      # see robustbench_lite.results.column_value
     pgd: float | None
     auc: float | None
     min_pert: float | None
     robust: float | None
     checks: tuple[Mapping[str, Any], ...] = field(default=())
+    autoattack_scope: str = ""    # "exact" (its own accuracy), "cascade" (worst case through its stage) or ""
+    pgd_scope: str = ""
+    num_classes: int | None = None
 
     @property
     def threat(self) -> str:
@@ -172,36 +161,27 @@ def read_record(path: str | Path) -> dict[str, Any]:
     return validate_record(record, where=str(p))
 
 
-def _rows_at(record: Mapping[str, Any], attack: str, norm: str, eps: float) -> list[Mapping[str, Any]]:
-    rows = []
-    for row in record.get("attacks") or []:
-        if row.get("attack") != attack:
-            continue
-        row_norm = NORM_ALIASES.get(str(row.get("norm", norm)).lower(), row.get("norm"))
-        if row_norm == norm and same_eps(_num(row.get("eps", eps)), eps):
-            rows.append(row)
-    return rows
-
-
 def sweep_auc(record: Mapping[str, Any], norm: str) -> float | None:
     """Mean over attacks of the sweep AUC for ``norm`` (each attack's curve counted once)."""
     per_attack: dict[str, float] = {}
     for row in record.get("sweeps") or []:
         row_norm = NORM_ALIASES.get(str(row.get("norm", "")).lower())
-        auc = _num(row.get("auc"))
+        auc = num(row.get("auc"))
         if row_norm == norm and auc is not None:
-            per_attack.setdefault(str(row.get("attack")), auc)
+            per_attack.setdefault(str(row.get("label", row.get("attack"))), auc)
     return sum(per_attack.values()) / len(per_attack) if per_attack else None
 
 
 def summarize(record: Mapping[str, Any]) -> RecordSummary:
     """Derive the leaderboard numbers of a (validated) record."""
     validate_record(record)
+    record = upgrade_record(record)
     ck = record["checkpoint"]
     norm, eps = parse_threat(f"{record['threat']['norm']}:{record['threat']['eps']}")
-    aa = [a for a in (_num(r.get("accuracy")) for r in _rows_at(record, "autoattack", norm, eps)) if a is not None]
-    pgd = [a for a in (_num(r.get("accuracy")) for r in _rows_at(record, "pgd", norm, eps)) if a is not None]
-    min_pert = next((v for v in (_num(r.get("mean_min_norm")) for r in record.get("attacks") or []
+    rows = [{**r, "norm": NORM_ALIASES.get(str(r.get("norm", norm)).lower(), r.get("norm")), "eps": r.get("eps", eps)}
+            for r in record.get("attacks") or [] if isinstance(r, Mapping)]
+    aa, pgd = column_value(rows, "autoattack", norm, eps), column_value(rows, "pgd", norm, eps)
+    min_pert = next((v for v in (num(r.get("mean_min_norm")) for r in record.get("attacks") or []
                                  if r.get("attack") == "min_linf") if v is not None), None)
     checks = tuple(dict(c) for c in record.get("checks") or [] if isinstance(c, Mapping))
     seed = ck.get("seed")
@@ -213,9 +193,11 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
         defense_config=dict(ck.get("defense_config") or {}), member=member,
         checkpoint_seed=int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None,
         norm=norm, eps=eps, suite_name=str(record["suite"].get("name", "")), suite_hash=str(record["suite"]["hash"]),
-        n=int(record["n"]) if _num(record.get("n")) is not None else None,
-        seed=int(record["seed"]) if _num(record.get("seed")) is not None else None,
+        n=int(record["n"]) if num(record.get("n")) is not None else None,
+        seed=int(record["seed"]) if num(record.get("seed")) is not None else None,
         date=str(record.get("date", "")), versions=dict(record.get("versions") or {}),
-        clean=_num(record.get("clean_accuracy")), autoattack=min(aa) if aa else None, pgd=min(pgd) if pgd else None,
-        auc=sweep_auc(record, norm), min_pert=min_pert, robust=_num(record.get("robust_accuracy")), checks=checks,
+        clean=num(record.get("clean_accuracy")), autoattack=aa.value, pgd=pgd.value,
+        auc=sweep_auc(record, norm), min_pert=min_pert, robust=num(record.get("robust_accuracy")), checks=checks,
+        autoattack_scope=aa.scope, pgd_scope=pgd.scope,
+        num_classes=int(ck["num_classes"]) if num(ck.get("num_classes")) is not None else None,
     )

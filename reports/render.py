@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 TEXT_COLUMNS = ("model", "defense", "arch", "dataset", "threat")
 # metric -> decimals shown
 DECIMALS = {"clean": 2, "autoattack": 2, "pgd": 2, "robust": 2, "auc": 3, "min_pert": 5, "sum": 2, "ardist": 3}
+SCOPED = ("autoattack", "pgd")  # columns named after an attack: its own accuracy, or marked as a cascade stage
+CASCADE_MARK = "\u2020"
+CASCADE_NOTE = (f"{CASCADE_MARK} the attack ran as a stage of a cascade, only on points earlier attacks left robust: the "
+                "value is the worst case through its stage (at most the attack's own accuracy), not its own accuracy.")
+UNRELIABLE_NOTE = ("Entries whose sanity checks failed (chance-level accuracy, predictions collapsed to one class, "
+                   "gradient masking, ...) rank after all others: their numbers cannot be trusted.")
 
 
 def columns(with_source: bool) -> list[str]:
@@ -21,19 +27,35 @@ def columns(with_source: bool) -> list[str]:
     return [*cols, "source"] if with_source else cols
 
 
-def _fmt(metric: str, value: tuple[float | None, float | None]) -> str:
+def _fmt(metric: str, value: tuple[float | None, float | None], scope: str = "") -> str:
     mean, std = value
     if mean is None:
         return ""
     d = DECIMALS[metric]
     mean = 0.0 if round(mean, d) == 0 else mean  # no "-0.000"
-    return f"{mean:.{d}f}" if std is None else f"{mean:.{d}f} ± {std:.{d}f}"
+    text = f"{mean:.{d}f}" if std is None else f"{mean:.{d}f} ± {std:.{d}f}"
+    return text + CASCADE_MARK if scope == "cascade" else text
+
+
+def footnotes(entries: Sequence["Entry"]) -> list[str]:
+    """The notes a rendered table needs (cascade marks, unreliable entries ranked last)."""
+    notes = []
+    if any(e.scopes.get(m) == "cascade" for e in entries for m in SCOPED):
+        notes.append(CASCADE_NOTE)
+    if any(e.unreliable for e in entries):
+        notes.append(UNRELIABLE_NOTE)
+    blank: dict[tuple[str, str], list[str]] = {}
+    for e in entries:
+        for metric, why in e.notes:
+            blank.setdefault((metric, why), []).append(e.model)
+    notes += [f"{metric} blank for {', '.join(dict.fromkeys(models))}: {why}" for (metric, why), models in blank.items()]
+    return notes
 
 
 def cells(rank: int, e: "Entry", with_source: bool) -> list[str]:
     """The display strings of one entry, in :func:`columns` order."""
     row = [str(rank), e.model, e.defense, e.arch, e.dataset, e.threat]
-    row += [_fmt(m, e.values.get(m, (None, None))) for m in DECIMALS]
+    row += [_fmt(m, e.values.get(m, (None, None)), e.scopes.get(m, "")) for m in DECIMALS]
     row += [e.sanity, e.n, "" if e.seeds is None else str(e.seeds)]
     return [*row, e.source] if with_source else row
 
@@ -49,6 +71,7 @@ def _text(entries: Sequence["Entry"], with_source: bool) -> str:
 
     out = [line(head), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in rows] if rows else ["(no entries)"]
+    out += footnotes(entries)
     return "\n".join(out) + "\n"
 
 
@@ -60,7 +83,8 @@ def _markdown(entries: Sequence["Entry"], with_source: bool) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
     out = [line(head), line(align)] + [line(cells(i + 1, e, with_source)) for i, e in enumerate(entries)]
-    return "\n".join(out) + "\n"
+    notes = footnotes(entries)
+    return "\n".join(out + ([""] + notes if notes else [])) + "\n"
 
 
 def _html(entries: Sequence["Entry"], with_source: bool) -> str:
@@ -74,6 +98,7 @@ def _html(entries: Sequence["Entry"], with_source: bool) -> str:
         cls = ' class="published"' if e.published else (' class="failed"' if e.failed_checks else "")
         out.append(f"<tr{cls}>{tds}</tr>")
     out += ["</tbody>", "</table>"]
+    out += [f'<p class="note">{html.escape(n)}</p>' for n in footnotes(entries)]
     return "\n".join(out) + "\n"
 
 
@@ -85,8 +110,8 @@ def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
     """Machine-readable: numbers as numbers, each metric's std in its own ``*_std`` column."""
     head = ["rank", *TEXT_COLUMNS]
     for m in DECIMALS:
-        head += [m, f"{m}_std"]
-    head += ["sanity", "n", "seeds", "published", "source"]
+        head += [m, f"{m}_std"] + ([f"{m}_scope"] if m in SCOPED else [])
+    head += ["sanity", "unreliable", "n", "seeds", "published", "source"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
@@ -95,7 +120,10 @@ def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
         for m in DECIMALS:
             mean, std = e.values.get(m, (None, None))
             row += [_num(mean), _num(std)]
-        row += [e.sanity, e.n, "" if e.seeds is None else str(e.seeds), str(e.published).lower(), e.source]
+            if m in SCOPED:
+                row.append("" if mean is None else e.scopes.get(m, "exact"))
+        row += [e.sanity, str(e.unreliable).lower(), e.n, "" if e.seeds is None else str(e.seeds),
+                str(e.published).lower(), e.source]
         w.writerow(row)
     return buf.getvalue()
 

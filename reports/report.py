@@ -79,19 +79,25 @@ def _markdown(title: str, records: Sequence[Mapping[str, Any]], summaries: Seque
               entries: Sequence[Entry], published: Sequence[tuple[str, list[Entry]]],
               figures: Sequence[FigureFile], out_dir: Path) -> str:
     md = [f"# {title}", "", f"{len(records)} result record(s), {len(entries)} leaderboard entr"
-          f"{'y' if len(entries) == 1 else 'ies'}. Accuracies in %, ranked by AutoAttack accuracy; "
-          "several seeds of one configuration read mean ± std.", "", "## Leaderboard", "",
+          f"{'y' if len(entries) == 1 else 'ies'}. Accuracies in %, ranked by the worst-case robust accuracy "
+          "at the threat (entries with a failed sanity check last); several seeds of one configuration read mean ± std.", "", "## Leaderboard", "",
           render_table(entries, "markdown")]
     md += ["## Sanity checks", "", "| model | checks | failed |", "| --- | ---: | ---: |"]
     for model, total, failed, _ in _check_rows(summaries):
         md.append(f"| {model} | {total} | {failed} |")
     md.append("")
     failures = [(m, c) for m, _, _, fails in _check_rows(summaries) for c in fails]
+    ran = sum(total for _, total, _, _ in _check_rows(summaries))
+    unchecked = [m for m, total, _, _ in _check_rows(summaries) if not total]
     if failures:
         md += ["Failed checks:", ""]
         md += [f"- **{m}**: `{c.get('name', '?')}` failed: {c.get('detail', '')}" for m, c in failures]
+    elif ran:
+        md.append(f"All {ran} checks passed.")
     else:
-        md.append("No check failed.")
+        md.append("No check ran: these results were recorded without sanity checks.")
+    if unchecked and ran:
+        md += ["", "No check ran for: " + ", ".join(unchecked) + "."]
     md += ["", "## Figures", ""]
     for f in figures:
         md += [f"### {f.title}", "", f"![{f.title}]({f.png.relative_to(out_dir).as_posix()})", "",
@@ -120,8 +126,9 @@ def _html(title: str, records: Sequence[Mapping[str, Any]], summaries: Sequence[
     e = html.escape
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
          f"<style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
-         f"<p>{len(records)} result record(s). Accuracies in %, ranked by AutoAttack accuracy; several seeds of "
-         "one configuration read mean ± std. Rows with a failed sanity check are shaded.</p>",
+         f"<p>{len(records)} result record(s). Accuracies in %, ranked by the worst-case robust accuracy at the "
+         "threat; several seeds of one configuration read mean ± std. Rows with a failed sanity check are shaded "
+         "and ranked last.</p>",
          "<h2>Leaderboard</h2>", render_table(entries, "html"), "<h2>Sanity checks</h2>",
          "<table><thead><tr><th>model</th><th>checks</th><th>failed</th><th>details</th></tr></thead><tbody>"]
     for model, total, failed, fails in _check_rows(summaries):

@@ -59,11 +59,35 @@ class _LogLines(io.StringIO):
         pass
 
 
+_active: list["Bar"] = []
+
+
 class Bar(tqdm):
-    """tqdm whose postfix waits for the next redraw (so piped output keeps its interval)."""
+    """tqdm whose postfix waits for the next redraw (so piped output keeps its interval); the
+    innermost open bar receives :func:`note` (e.g. AutoAttack's stage inside one block)."""
 
     def set_postfix_str(self, s: str = "", refresh: bool = False) -> None:
         super().set_postfix_str(s, refresh=refresh)
+
+    def __enter__(self) -> "Bar":
+        _active.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self in _active:
+            _active.remove(self)
+        super().__exit__(*exc)
+
+    def note(self, text: str) -> None:
+        self.set_postfix_str(text)
+        if not self.disable and self._time() - self.last_print_t >= self.mininterval:
+            self.refresh()
+
+
+def note(text: str) -> None:
+    """Show ``text`` on the innermost open bar (redrawn at most every ``mininterval``)."""
+    if _active:
+        _active[-1].note(text)
 
 
 def _is_terminal() -> bool:

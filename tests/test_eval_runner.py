@@ -121,7 +121,7 @@ def test_worst_case_by_hand(tmp_path, cascade):
     CALLS.clear()
     clean, parts = _run(tmp_path, cascade)
     rec = build_record(clean, parts, ThreatModel("linf", 0.3))
-    rows = {(r["attack"], r["eps"]): r for r in rec["attacks"]}
+    rows = {(r["label"], r["eps"]): r for r in rec["attacks"]}
     # hand computation: a breaks {0,1} at 0.1 and {0,1,2,3} at 0.3; b {3,4,5}; min-norm breaks
     # ids with id%5 in {0,1,2,3} at norms 0,0.125,0.25,0.375 -> at 0.3 those with id%5 in {0,1,2}
     assert rows[("a", 0.1)]["accuracy"] == 100 * (N - 2) / N

@@ -62,10 +62,12 @@ def test_ardist_prints_ardist_and_sum(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_leaderboard_formats_and_baselines(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["leaderboard", "--db", str(db), "--format", "csv"]) == 0
     table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
-    assert list(table["model"][:2]) == ["act_a09", "trades_b6"]
+    assert list(table["model"][:2]) == ["act_a09", "madry"]  # worst-case robust, descending
+    assert list(table["model"][-2:]) == ["trades_b6", "arrest_phi30"]  # failed checks rank last
+    assert list(table["unreliable"][-2:]) == [True, True] and not table["unreliable"][:-2].any()
     extra = tmp_path / "mine.csv"
-    extra.write_text("method,dataset,metric,value,norm,eps\nMyNet,mnist,clean,99.5,linf,0.3\n"
-                     "MyNet,mnist,autoattack,93.0,linf,0.3\n")
+    extra.write_text("method,dataset,metric,value,norm,eps\nMyNet,mnist5k,clean,99.5,linf,0.3\n"
+                     "MyNet,mnist5k,autoattack,93.0,linf,0.3\n")
     assert run(["leaderboard", "--db", str(db), "--dataset", "mnist5k", "--threat", "linf:0.3",
                 "--with-baselines", "--baselines", str(extra), "--sort", "autoattack"]) == 0
     out = capsys.readouterr().out

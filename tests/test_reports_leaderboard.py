@@ -69,12 +69,20 @@ def test_seeds_aggregate_as_mean_and_std(db: Path) -> None:
 
 
 def test_ordering_and_missing_values_last(db: Path) -> None:
+    """Default rank: worst-case robust accuracy, descending; an entry with a failed check after
+    every entry without one; within each group missing values last."""
     entries = leaderboard_entries(records())
-    aa = [e.get("autoattack") for e in entries]
+    flags = [e.unreliable for e in entries]
+    assert any(flags) and flags == sorted(flags)  # False before True
+    for group in ([e for e in entries if not e.unreliable], [e for e in entries if e.unreliable]):
+        robust = [e.get("robust") for e in group]
+        present = [v for v in robust if v is not None]
+        assert present == sorted(present, reverse=True)
+        assert robust[len(present):] == [None] * (len(robust) - len(present))
+    aa = [e.get("autoattack") for e in leaderboard_entries(records(), sort="autoattack") if not e.unreliable]
     present = [v for v in aa if v is not None]
-    assert present == sorted(present, reverse=True)
-    assert aa[len(present):] == [None] * (len(aa) - len(present))
-    by_clean = [e.get("clean") for e in leaderboard_entries(records(), sort="clean")]
+    assert present == sorted(present, reverse=True) and aa[len(present):] == [None] * (len(aa) - len(present))
+    by_clean = [e.get("clean") for e in leaderboard_entries(records(), sort="clean") if not e.unreliable]
     assert by_clean == sorted(by_clean, reverse=True)
     assert [e.model for e in leaderboard_entries(records(), sort="model")][:2] == ["act_a05", "act_a09"]
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from robustbench_lite.progress import note
 from robustbench_lite.utils import frozen
 
 from .base import Attack, AttackOutput, predict, register_attack
@@ -17,6 +18,25 @@ _AA_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 def _seed_of(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item())
+
+
+_STAGES = {"apgd": lambda a: f"apgd-{a.loss}", "apgd_targeted": lambda a: "apgd-t",
+           "fab": lambda a: "fab-t" if a.targeted else "fab", "square": lambda a: "square"}
+
+
+def _show_stages(aa: object) -> None:
+    """Name AutoAttack's running stage on the progress bar (wraps each sub-attack's ``perturb``;
+    the arguments, the seeds and so the results are untouched)."""
+    for attr, stage in _STAGES.items():
+        sub = getattr(aa, attr, None)
+        if sub is None or not hasattr(sub, "perturb"):
+            continue
+
+        def perturb(x: Tensor, *args: object, _run=sub.perturb, _sub=sub, _stage=stage, **kw: object) -> Tensor:
+            note(f"{_stage(_sub)} on {len(x)} points")
+            return _run(x, *args, **kw)
+
+        sub.perturb = perturb
 
 
 @register_attack("autoattack")
@@ -46,6 +66,7 @@ class AutoAttackStandard(Attack):
             generator: torch.Generator) -> AttackOutput:
         assert eps is not None
         aa = self.make(model, eps, _seed_of(generator), x.device)
+        _show_stages(aa)
         with frozen(model, eval_mode=False):  # pyautoattack calls backward(): no weight gradient may accumulate
             x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
         x_adv = x_adv.to(x.device)
@@ -62,6 +83,7 @@ class Square(AutoAttackStandard):
     attacks: tuple[str, ...] | None = ("square",)
     n_queries: int = 5000
     white_box = False
+    kind = "black-box"
     norms_supported = ("linf", "l2")
 
     def make(self, model: nn.Module, eps: float, seed: int, device: torch.device):  # type: ignore[no-untyped-def]

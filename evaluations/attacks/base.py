@@ -43,6 +43,7 @@ class Attack:
     name: ClassVar[str] = ""
     minimum_norm: ClassVar[bool] = False
     white_box: ClassVar[bool] = True      # uses gradients (for the obfuscation checks)
+    kind: ClassVar[str] = "white-box"     # the result row's kind: white-box, black-box, minimum-norm, transfer
     norms_supported: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
 
     def __post_init__(self) -> None:

@@ -31,6 +31,7 @@ class FoolboxMinNorm(Attack):
     """Base of the foolbox minimum-norm wrappers: subclasses build the foolbox attack."""
 
     minimum_norm = True
+    kind = "minimum-norm"
 
     def make(self) -> Any:
         raise NotImplementedError

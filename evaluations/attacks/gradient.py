@@ -116,6 +116,7 @@ class MinLinf(Attack):
     rel_step_size: float | None = None  # default 2.5/steps
     norms_supported = ("linf",)
     minimum_norm = True
+    kind = "minimum-norm"
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:

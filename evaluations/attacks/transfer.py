@@ -55,6 +55,7 @@ class Transfer(Attack):
     steps: int = 20
     rel_step_size: float | None = None
     white_box = False
+    kind = "transfer"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,0 +1,242 @@
+"""The result schema and the worst-case rule: the one torch-free module every consumer asks.
+
+A result record (``result.json``, written by ``bench eval``) keeps one row per (attack, eps).
+A row knows what produced it, never by its display label alone:
+
+- ``label``  the suite's display name (``pgd20``, ``autoattack_l2``; unique within a suite)
+- ``attack`` the attack's registry name (``pgd``, ``autoattack``, ``square``, ...)
+- ``kind``   ``white-box``, ``black-box``, ``minimum-norm`` or ``transfer``
+- ``exact``  True when ``accuracy`` is the attack's own accuracy: it ran on every clean-correct
+  point (or broke the point at a smaller eps of its own sweep). False in a cascade, where it ran
+  only on the points earlier attacks left robust: its ``accuracy`` counts the skipped points as
+  robust and so is only an upper bound of its own accuracy.
+- ``worst_case`` the suite's accuracy at that (norm, eps) over this row and every row before it.
+
+The worst-case rule (AutoAttack's, per example): at a threat (norm, eps) a point is robust only
+if it is clean-correct and no attack broke it at that norm with a radius <= eps (a perturbation
+inside a smaller ball is inside every larger one).
+
+Leaderboard columns are read through :func:`column_value`: a column named after an attack
+(``autoattack``, ``pgd``) shows that attack's own accuracy where a row of it is exact; where it ran
+as a stage of a cascade, the worst case through that stage (earlier attacks + it: at most its own
+accuracy, and what RobustBench calls the AutoAttack accuracy when it is the last stage), marked
+``cascade``; otherwise nothing. Example::
+
+    >>> rows = summary_rows([True, True, False], [part_pgd, part_aa], norm="linf", eps=0.3, kinds=kinds)
+    >>> column_value(rows, "autoattack", "linf", 0.3)
+    Cell(value=50.0, scope='exact')
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RESULT_FORMAT = "robustbench_lite/result"
+RESULT_FORMAT_VERSION = 2
+
+WHITE_BOX, BLACK_BOX, MINIMUM_NORM, TRANSFER = "white-box", "black-box", "minimum-norm", "transfer"
+KINDS = (WHITE_BOX, BLACK_BOX, MINIMUM_NORM, TRANSFER)
+EXACT, CASCADE = "exact", "cascade"
+EPS_TOL = 1e-12
+
+SUMMARY_COLUMNS = ("label", "attack", "kind", "norm", "eps", "n", "attacked", "exact", "accuracy", "worst_case",
+                   "mean_min_norm", "median_min_norm", "seconds", "forwards", "backwards")
+
+
+class PerExample(Protocol):
+    """What the rule needs of one finished (attack, eps): ``evaluations.runner.Part`` is one."""
+
+    attack: str
+    label: str
+    norm: str
+    eps: float
+    robust: Sequence[bool]      # clean-correct and not broken by this attack at this eps
+    attacked: Sequence[bool]    # the attack ran on this point
+    norms: Sequence[float] | None
+
+
+def pct(mask: Sequence[bool]) -> float:
+    """Share of True in percent, rounded to 2 decimals (0.0 for an empty mask)."""
+    return round(100.0 * sum(1 for m in mask if m) / len(mask), 2) if len(mask) else 0.0
+
+
+def broken_by(clean: Sequence[bool], robust: Sequence[bool]) -> list[bool]:
+    """Points an attack broke: clean-correct and not robust to it."""
+    return [bool(c and not r) for c, r in zip(clean, robust)]
+
+
+def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
+    """Per example: robust at (norm, eps) against every part given (the worst-case rule)."""
+    robust = [bool(c) for c in clean]
+    for p in parts:
+        if p.norm == norm and p.eps <= eps + EPS_TOL:
+            robust = [r and bool(q) for r, q in zip(robust, p.robust)]
+    return robust
+
+
+def cascade_todo(clean: Sequence[bool], before: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
+    """Points an attack of a cascade runs on at (norm, eps): those still robust after ``before``."""
+    return worst_case(clean, before, norm, eps)
+
+
+def is_exact(clean: Sequence[bool], part: PerExample, own_earlier: Iterable[PerExample] = ()) -> bool:
+    """Whether ``part.robust`` is the attack's own verdict on every clean-correct point: each one
+    was attacked, or broken by the same attack at a smaller eps of its sweep (``own_earlier``)."""
+    if part.eps == 0 and part.norms is None:
+        return True  # nothing can move inside a ball of radius 0: the clean verdict is exact
+    covered = [bool(a) for a in part.attacked]
+    for q in own_earlier:
+        covered = [c or (bool(k) and not bool(r)) for c, k, r in zip(covered, clean, q.robust)]
+    return all(cov for cov, c in zip(covered, clean) if c)
+
+
+def mean_median(values: Iterable[float]) -> tuple[float | None, float | None]:
+    v = sorted(x for x in values if x is not None and math.isfinite(x))
+    if not v:
+        return None, None
+    mid = len(v) // 2
+    return sum(v) / len(v), (v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2)
+
+
+def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[str, str],
+                 norm: str, eps: float) -> list[dict[str, Any]]:
+    """The ``summary`` of a record: the clean row, then one row per part, in suite order.
+
+    ``parts`` are :class:`PerExample` with ``seconds``, ``forwards`` and ``backwards``; ``kinds``
+    maps each registry name to its kind."""
+    n = len(clean)
+    rows: list[dict[str, Any]] = [{
+        "label": "clean", "attack": "clean", "kind": "clean", "norm": norm, "eps": 0.0, "n": n, "attacked": n,
+        "exact": True, "accuracy": pct(clean), "worst_case": pct(clean), "mean_min_norm": None,
+        "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0}]
+    for i, p in enumerate(parts):
+        own = [q for q in parts[:i] if q.label == p.label and q.norm == p.norm and q.eps < p.eps]
+        mean, med = mean_median(v for v, c in zip(p.norms, clean) if c) if p.norms is not None else (None, None)
+        rows.append({
+            "label": p.label, "attack": p.attack, "kind": kinds.get(p.attack, WHITE_BOX), "norm": p.norm,
+            "eps": p.eps, "n": n, "attacked": sum(1 for a in p.attacked if a), "exact": is_exact(clean, p, own),
+            "accuracy": pct(p.robust), "worst_case": pct(worst_case(clean, parts[:i + 1], p.norm, p.eps)),
+            "mean_min_norm": mean, "median_min_norm": med, "seconds": round(float(p.seconds), 3),
+            "forwards": p.forwards, "backwards": p.backwards})
+    return rows
+
+
+# -- reading rows -------------------------------------------------------------------------------
+
+def same_eps(a: float | None, b: float | None, rel: float = 1e-6) -> bool:
+    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=rel, abs_tol=EPS_TOL)
+
+
+def num(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A leaderboard cell: the value and what it is (``exact``: the attack's own accuracy;
+    ``cascade``: the worst case through the attack's stage of a cascade), or no value and why."""
+
+    value: float | None
+    scope: str = ""
+    why: str = ""
+
+
+def rows_at(rows: Iterable[Mapping[str, Any]], attack: str, norm: str, eps: float) -> list[Mapping[str, Any]]:
+    """Rows of registry name ``attack`` at threat (norm, eps)."""
+    return [r for r in rows if r.get("attack") == attack and r.get("norm") == norm and same_eps(num(r.get("eps")), eps)]
+
+
+def column_value(rows: Iterable[Mapping[str, Any]], attack: str, norm: str, eps: float) -> Cell:
+    """The leaderboard value of attack ``attack`` at (norm, eps) (see the module docstring).
+
+    Several exact rows (e.g. PGD-20 and PGD-100): the lowest, the strongest of them."""
+    at = rows_at(rows, attack, norm, eps)
+    if not at:
+        return Cell(None, why=f"no {attack} row at {norm}:{eps:g}")
+    exact = [v for v in (num(r.get("accuracy")) for r in at if r.get("exact") is True) if v is not None]
+    if exact:
+        return Cell(min(exact), EXACT)
+    staged = [v for v in (num(r.get("worst_case")) for r in at) if v is not None]
+    if staged:
+        return Cell(min(staged), CASCADE, f"{attack} ran on the points earlier attacks left robust: the worst case "
+                    "through its stage, at most its own accuracy")
+    return Cell(None, why=f"{attack} has no usable accuracy at {norm}:{eps:g}")
+
+
+def robust_accuracy(record: Mapping[str, Any]) -> float | None:
+    return num(record.get("robust_accuracy"))
+
+
+# -- older records -------------------------------------------------------------------------------
+
+# Kinds of the built-in attacks, used only to read format_version 1 records (which lack 'kind').
+_V1_KINDS = {"square": BLACK_BOX, "transfer": TRANSFER, "cw_l2": MINIMUM_NORM, "ddn": MINIMUM_NORM,
+             "deepfool_linf": MINIMUM_NORM, "deepfool_l2": MINIMUM_NORM, "min_linf": MINIMUM_NORM}
+
+
+def _v1_suite(suite: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
+    """(label -> registry name, labels whose entry does not cascade) from the suite text a
+    version 1 record embeds."""
+    try:
+        data = tomllib.loads(str(suite.get("text") or ""))
+    except tomllib.TOMLDecodeError:
+        return {}, set()
+    entries = [e for e in data.get("attacks", []) if isinstance(e, dict)]
+    names = {str(e.get("label", e.get("name"))): str(e.get("name")) for e in entries}
+    own = {str(e.get("label", e.get("name"))) for e in entries if e.get("cascade") is False}
+    for path in data.get("surrogates", []) or []:
+        label = f"transfer[{str(path).rsplit('/', 1)[-1].rsplit('.', 1)[0]}]"
+        names[label] = "transfer"
+        own.add(label)
+    return names, own
+
+
+def upgrade_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A format_version 1 record (rows identified by their label only) read as version 2.
+
+    The registry name comes from the suite text the record embeds. A row is exact where the suite
+    or its entry did not cascade, where no other attack ran before it at its norm and a radius
+    <= its own, or where its ``attacked`` count covers every clean-correct point."""
+    rec = dict(record)
+    if int(rec.get("format_version", 1) or 1) >= 2:
+        return rec
+    names, own = _v1_suite(rec.get("suite") or {})
+    cascade = bool((rec.get("suite") or {}).get("cascade", True))
+    n = num(rec.get("n"))
+    clean = num(rec.get("clean_accuracy"))
+    n_clean = round(clean * n / 100) if clean is not None and n else None
+
+    def up(row: Mapping[str, Any], before: list[Mapping[str, Any]]) -> dict[str, Any]:
+        r = dict(row)
+        label = str(r.get("attack", ""))
+        name = "clean" if label == "clean" else names.get(label, label)
+        attacked, eps = num(r.get("attacked")), num(r.get("eps")) or 0.0
+        first = not any(str(b.get("attack")) not in (label, "clean") and b.get("norm") == r.get("norm")
+                        and (num(b.get("eps")) or 0.0) <= eps + EPS_TOL for b in before)
+        exact = (label == "clean" or not cascade or label in own or first or eps == 0
+                 or (attacked is not None and n_clean is not None and attacked >= n_clean))
+        r.update({"label": label, "attack": name, "exact": bool(exact),
+                  "kind": "clean" if label == "clean" else _V1_KINDS.get(name, WHITE_BOX)})
+        return r
+
+    for key in ("attacks", "summary"):
+        if isinstance(rec.get(key), list):
+            old = [r for r in rec[key] if isinstance(r, Mapping)]
+            rec[key] = [up(r, old[:i]) for i, r in enumerate(old)]
+    if isinstance(rec.get("sweeps"), list):
+        rec["sweeps"] = [{**s, "label": s.get("label", s.get("attack"))} for s in rec["sweeps"] if isinstance(s, Mapping)]
+    rec["format_version"] = RESULT_FORMAT_VERSION
+    return rec
