@@ -244,9 +244,10 @@ def _attack_part(counted: CountingModel, x: Tensor, y: Tensor, todo: Tensor, att
                 # which shard it is evaluated in, so merged shards equal an unsharded run
                 gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}:{start}".encode()))
                 outs.append(attack.run(counted, x[sel], y[sel], eps=eps, generator=gen))
-                bar.update(len(sel))
+                done = sum(len(o.success) for o in outs)
                 held = sum(int((~o.success.bool()).sum()) for o in outs)
-                bar.set_postfix_str(f"robust {100 * held / bar.n:.1f}% of {bar.n} attacked")
+                bar.update(len(sel))
+                bar.set_postfix_str(f"robust {100 * held / max(done, 1):.1f}% of {done} attacked")
         x_adv = torch.cat([o.x_adv for o in outs])
         success = torch.cat([o.success for o in outs]).to(torch.bool)
         _check_output(x_adv, x[idx], attack, eps)
