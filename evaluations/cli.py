@@ -1,6 +1,8 @@
 """``bench`` subcommands contributed by evaluations: ``merge`` (joins ``bench eval --shard`` folders) and ``transfer``.
 
-The core CLI calls every function in :data:`ADDERS` with its subparsers object.
+The core CLI calls every function in :data:`ADDERS` with its subparsers object. Nothing heavy is
+imported at module level (``bench --help`` builds these parsers); each command imports what it
+needs when it runs and checks its output folder before any work.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ def add_merge(sub: Any) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from robustbench_lite.cli import format_summary
+    from robustbench_lite.cli import EVAL_FILES, check_out_folder, format_summary
 
+    check_out_folder(args.out, files=EVAL_FILES)
+    check_out_folder(Path(args.out) / "parts")
     from .evaluate import merge
 
     rec = merge(args.dirs, args.out)
@@ -48,17 +52,27 @@ def add_transfer(sub: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--out", default="runs/transfer", help="output folder (transfer.csv, transfer.json)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=cmd_transfer)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from .transfer import transfer_matrix
+    import json
 
+    from robustbench_lite.cli import check_out_folder, note, note_n_examples
+
+    from .transfer import OUT_FILES, transfer_matrix
+
+    check_out_folder(args.out, files=OUT_FILES)
     rows = transfer_matrix(args.surrogates, args.targets, args.out, n_examples=args.n_examples, threat=args.threat,
                            steps=args.steps, seed=args.seed, batch_size=args.batch_size, device=args.device,
                            data_dir=args.data_dir)
     for r in rows:
         print(f"{r['surrogate']} -> {r['target']}: {r['success_rate']}% of {r['n']}")
+    info = json.loads((Path(args.out) / "transfer.json").read_text())
+    for remark in info.get("notes", []):
+        note(remark)
+    note_n_examples(args.n_examples, info.get("n_examples"), info.get("dataset"))
     print(f"results: {Path(args.out) / 'transfer.csv'}")
     return 0
 

@@ -25,21 +25,28 @@ from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
-from robustbench_lite.utils import (atomic_write_json, atomic_write_text, default_batch_size, frozen, make_generator,
-                                   resolve_device)
+from robustbench_lite.utils import (atomic_write_json, atomic_write_text, check_output_path, default_batch_size, frozen,
+                                   make_generator, resolve_device)
 
 from .attacks import predict
 from .attacks.transfer import transfer_examples
 
 logger = logging.getLogger(__name__)
 
+OUT_FILES = ("transfer.csv", "transfer.json")
+
 
 def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Path, *, n_examples: int | None = None,
                     threat: str | None = None, steps: int = 20, seed: int = 0, batch_size: int | None = None,
                     device: str | None = None, data_dir: str | None = None) -> list[dict[str, Any]]:
-    """Success rates (%) of every surrogate's PGD examples on every target; writes the outputs."""
+    """Success rates (%) of every surrogate's PGD examples on every target; writes the outputs.
+
+    ``out_dir`` is checked before any work; a ``threat`` whose ball covers the [0,1] input box (or
+    has eps 0) is a :class:`BenchError` (:meth:`ThreatModel.check_box`); one that reaches the box's
+    centre from every input is logged and kept in ``transfer.json`` under ``notes``."""
     if not surrogates or not targets:
         raise BenchError("give at least one surrogate and one target checkpoint.")
+    out = check_output_path(out_dir, kind="folder", files=OUT_FILES)
     dev = resolve_device(device)
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     require_number("the batch size", batch_size, integer=True, minimum=1)
@@ -51,6 +58,12 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
     dataset = datasets.pop()
     spec = get_dataset(dataset)
     tm = ThreatModel.parse(threat) if threat else spec.threat("linf")
+    notes = []
+    if threat:
+        remark = tm.check_box(spec.input_shape)
+        if remark:
+            logger.warning("%s", remark)
+            notes.append(remark)
     data = spec.load("test", data_dir)
     idx = class_balanced_indices(data.targets, n_examples)
     x, y = data.batch(idx)
@@ -80,13 +93,12 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
             rate = round(100.0 * float((wrong & ok).sum()) / n, 2) if n else None
             rows.append({"surrogate": s, "target": t, "norm": tm.norm, "eps": tm.eps, "n": n, "success_rate": rate})
             logger.info("transfer %s -> %s: %s%% of %d", s, t, rate, n)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "transfer.csv", matrix_csv(rows, surrogates, targets))
     atomic_write_json(out / "transfer.json", {"format": "robustbench_lite/transfer", "steps": steps, "seed": seed,
                                               "batch_size": batch_size,
                                               "n_examples": len(idx), "dataset": dataset, "threat": tm.to_dict(),
-                                              "rows": rows})
+                                              "rows": rows, **({"notes": notes} if notes else {})})
     return rows
 
 

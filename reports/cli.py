@@ -10,6 +10,9 @@ Example::
     p = sub.add_parser("ardist", help="ARDist and Sum of one (clean, robust) point")
     add_arguments_ardist(p)
     p.set_defaults(func=run_ardist)
+
+Building the parser imports only what the options' help needs; each ``run_<name>`` imports its
+heavy parts (pandas, matplotlib) when it runs, and checks its output path before any work.
 """
 from __future__ import annotations
 
@@ -20,11 +23,7 @@ from typing import Any, Callable
 
 from robustbench_lite.errors import BenchError
 
-from .ardist import accuracy_sum, ardist, published_fit_names, resolve_curve
-from .baselines import load_baselines
-from .leaderboard import FORMATS, SORT_COLUMNS, leaderboard
-from .report import build_report
-from .store import DEFAULT_DB, export_csv, load_records
+from .store import DEFAULT_DB  # store imports pandas only when it builds a DataFrame
 
 
 def _percent(name: str, value: float) -> float:
@@ -35,6 +34,8 @@ def _percent(name: str, value: float) -> float:
 
 def add_arguments_ardist(parser: argparse.ArgumentParser) -> None:
     """``bench ardist --clean 87.14 --robust 44.04 --curve cifar10``."""
+    from .ardist import published_fit_names
+
     parser.add_argument("--clean", type=float, required=True, metavar="PCT",
                         help="standard (clean) accuracy in percent, e.g. 87.14")
     parser.add_argument("--robust", type=float, required=True, metavar="PCT",
@@ -45,6 +46,8 @@ def add_arguments_ardist(parser: argparse.ArgumentParser) -> None:
 
 
 def run_ardist(args: argparse.Namespace) -> int:
+    from .ardist import accuracy_sum, ardist, resolve_curve
+
     clean, robust = _percent("clean", args.clean), _percent("robust", args.robust)
     curve = resolve_curve(args.curve)
     print(f"ARDist: {ardist(clean, robust, curve):.3f}  (curve {curve.name}: {curve})")
@@ -65,6 +68,8 @@ def _add_baselines(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments_leaderboard(parser: argparse.ArgumentParser) -> None:
     """``bench leaderboard [--db PATH] [--dataset D] [--threat T] [--with-baselines] ...``."""
+    from .leaderboard import FORMATS, SORT_COLUMNS
+
     _add_db(parser)
     parser.add_argument("--dataset", default=None, metavar="D",
                         help="only this dataset, e.g. cifar10 or mnist5k (default: all)")
@@ -80,6 +85,9 @@ def add_arguments_leaderboard(parser: argparse.ArgumentParser) -> None:
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
+    from .baselines import load_baselines
+    from .leaderboard import leaderboard
+
     baselines = load_baselines(extra_files=args.baselines or ())
     print(leaderboard(args.db, dataset=args.dataset, threat=args.threat, with_baselines=args.with_baselines,
                       sort=args.sort, fmt=args.fmt, baselines=baselines), end="")
@@ -95,6 +103,13 @@ def add_arguments_report(parser: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from robustbench_lite.utils import check_output_path
+
+    check_output_path(args.out, kind="folder", files=("report.md", "index.html"))
+    from .baselines import load_baselines
+    from .report import build_report
+    from .store import load_records
+
     files = build_report(load_records(args.db), args.out, baselines=load_baselines(extra_files=args.baselines or ()))
     print(f"wrote {files.html} and {files.markdown} ({len(files.figures)} figures as PNG and PDF)")
     return 0
@@ -108,6 +123,11 @@ def add_arguments_export(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from robustbench_lite.utils import check_output_path
+
+    from .store import export_csv
+
+    check_output_path(args.out, kind="file")
     out = export_csv(args.db, args.out)
     print(f"wrote {out}")
     return 0

@@ -19,13 +19,15 @@ import sqlite3
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.utils import atomic_write_text, check_output_path
 
 from .records import summarize, validate_record
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,36 @@ def _connect(db_path: str | Path, *, create: bool) -> sqlite3.Connection:
     except sqlite3.DatabaseError as e:
         raise BenchError(f"{p} is not a usable SQLite results store ({e}).") from None
     return conn
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+# SQLite error names that mean the user's file or disk, not a bug in our SQL
+_USER_SQLITE_ERRORS = ("SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR",
+                       "SQLITE_FULL", "SQLITE_PERM", "SQLITE_NOTADB", "SQLITE_CORRUPT")
+_USER_SQLITE_MESSAGES = ("readonly", "locked", "unable to open", "disk i/o", "full", "not a database", "malformed")
+
+
+def check_store(db_path: str | Path, *, flag: str = "--db") -> Path:
+    """Check, before any long work, that ``db_path`` can hold the results store: a writable file path
+    (:func:`~robustbench_lite.utils.check_output_path`) that is absent, empty or an SQLite file.
+    Raises :class:`BenchError`; creates nothing."""
+    p = check_output_path(db_path, kind="file", flag=flag, example=DEFAULT_DB.name)
+    if p.is_file() and p.stat().st_size > 0:
+        try:
+            with open(p, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise BenchError(f"{flag} {p} cannot be read: {e.strerror or e}.") from None
+        if head != SQLITE_HEADER:
+            raise BenchError(f"{flag} {p} is not an SQLite results store; choose another file.")
+    return p
+
+
+def _is_user_sqlite_error(e: sqlite3.Error) -> bool:
+    name = getattr(e, "sqlite_errorname", None)  # Python >= 3.11
+    if name:
+        return any(str(name).startswith(n) for n in _USER_SQLITE_ERRORS)
+    return any(m in str(e).lower() for m in _USER_SQLITE_MESSAGES)
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -116,9 +148,11 @@ def add_record(db_path: str | Path, record: Mapping[str, Any], result_path: str 
             rid = conn.execute(
                 "SELECT id FROM results WHERE " + " AND ".join(f"{k} = :{k}" for k in UNIQUE_KEY), row).fetchone()[0]
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error) and _is_user_sqlite_error(e):
+                raise BenchError(f"cannot write the results store {db_path} ({e}).") from None
             raise
     logger.info("stored %s (%s, %s) in %s as row %d", row["model"], row["dataset"], row["suite_name"], db_path, rid)
     return int(rid)
@@ -145,6 +179,8 @@ def load_records(db_path: str | Path) -> list[dict[str, Any]]:
 
 def to_dataframe(db_path: str | Path, include_record: bool = False) -> pd.DataFrame:
     """The store as a DataFrame with typed columns (the full record JSON only if asked)."""
+    import pandas as pd
+
     cols = ["id", *[c for c in COLUMN_NAMES if include_record or c != "record"]]
     with closing(_connect(db_path, create=False)) as conn:
         if not _has_table(conn):
@@ -160,8 +196,9 @@ def to_dataframe(db_path: str | Path, include_record: bool = False) -> pd.DataFr
 
 
 def export_csv(db_path: str | Path, out_csv: str | Path) -> Path:
-    """Write every stored row (without the full record JSON) to a CSV file; returns its path."""
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    to_dataframe(db_path).to_csv(out, index=False)
+    """Write every stored row (without the full record JSON) to a CSV file (atomically: temp file +
+    rename); returns its path. ``out_csv`` naming a folder, or lying under a file, is a BenchError."""
+    out = check_output_path(out_csv, kind="file")
+    text = to_dataframe(db_path).to_csv(index=False)
+    atomic_write_text(out, text)
     return out

@@ -1,18 +1,66 @@
 """The ``bench`` command line. Only this module prints; everything else logs.
 
-A user's mistake (:class:`BenchError`) is one sentence on stderr and exit code 2, no traceback.
+A user's mistake (:class:`BenchError`) is one sentence on stderr and exit code 2, no traceback; so
+is an OSError of the user's paths or disk (permission denied, no space, a file where a folder goes).
+Every command checks its output paths (:func:`robustbench_lite.utils.check_output_path`) before any
+long work. Building the parser imports no torch, pandas or matplotlib: every command imports what it
+needs when it runs, so ``bench --help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import BenchError
 
 logger = logging.getLogger("robustbench_lite")
+
+# the files `bench eval` / `bench merge` write inside --out (a folder of one of these names is an error up front)
+EVAL_FILES = ("result.json", "summary.csv", "sweeps.csv", "per_example.csv", "checks.json")
+TRAIN_FILES = ("checkpoint.pt", "log.csv")
+
+
+def note(text: str) -> None:
+    """A remark the user should see that is not an error: ``bench: note: ...`` on stderr."""
+    print(f"bench: note: {text}", file=sys.stderr)
+
+
+def check_out_folder(path: str | Path, flag: str = "--out", files: Sequence[str] = ()) -> Path:
+    """The one up-front check of an output folder (see :func:`robustbench_lite.utils.check_output_path`)."""
+    from .utils import check_output_path
+
+    return check_output_path(path, kind="folder", flag=flag, files=files)
+
+
+def check_threat_text(text: str, dataset: str | None, *, flag: str = "--threat", allow_zero: bool = False) -> None:
+    """Parse a --threat/--eps the user gave and check it against the [0,1] box of ``dataset``'s inputs
+    (:meth:`ThreatModel.check_box`): a ball covering the box (or eps 0, unless ``allow_zero``) is an
+    error; one that reaches the box's centre from every input is a note."""
+    from .threat import ThreatModel
+
+    tm = ThreatModel.parse(text)
+    if allow_zero and tm.eps == 0:
+        return
+    shape = None
+    if dataset is not None:
+        from .data import get_dataset
+
+        shape = get_dataset(dataset).input_shape
+    remark = tm.check_box(shape, what=flag)
+    if remark:
+        note(remark)
+
+
+def note_n_examples(asked: int | None, used: int | None, dataset: str | None, flag: str = "--n-examples") -> None:
+    """The note for an ``--n-examples`` larger than the test split (the record's ``n`` is the real count)."""
+    if asked is None or used is None or asked <= used:
+        return
+    of = f" of {dataset}" if dataset else ""
+    note(f"{flag} {asked:,} is more than the {used:,} test examples{of}; evaluated all {used:,}.")
 
 
 def positive_int(text: str) -> int:
@@ -85,6 +133,13 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    seeds = args.seeds if args.seeds else [args.seed]
+    outs = [Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds]
+    if args.seeds:
+        check_out_folder(args.out, files=("seeds.csv",))
+    for out in outs:
+        check_out_folder(out, files=TRAIN_FILES)
+
     from defenses import build_config, train
     from .threat import parse_eps
 
@@ -97,14 +152,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         "attack_step_size": parse_eps(args.attack_step_size) if args.attack_step_size is not None else None,
     }
     options = dict(_parse_option(o) for o in args.option)
-    seeds = args.seeds if args.seeds else [args.seed]
-    for seed in seeds:
+    configs = []
+    for seed in seeds:  # every setting is checked before the first seed trains
         cfg = build_config(args.defense, args.preset or args.dataset or "mnist5k", {**overrides, "seed": seed})
         if options:
             import dataclasses
 
             cfg = dataclasses.replace(cfg, options={**cfg.options, **options})
-        out = Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out)
+        configs.append(cfg)
+    if args.eps is not None:  # eps 0 trains without an attack (a natural baseline); a ball covering [0,1] is an error
+        check_threat_text(f"{configs[0].attack.norm}:{args.eps}", configs[0].dataset, flag="--eps", allow_zero=True)
+    for cfg, out in zip(configs, outs):
         path = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
         print(f"checkpoint: {path}")
     if args.seeds:
@@ -147,6 +205,7 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--no-channels-last", action="store_true",
                    help="evaluate with NCHW conv weights (default: channels_last where the model runs in it; faster, "
                    "same numbers to float rounding)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=cmd_eval)
 
 
@@ -157,6 +216,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.shard and not args.out:
         i, k = parse_shard(args.shard)
         out = out.with_name(f"{out.name}-shard{i}of{k}")
+    check_out_folder(out, files=EVAL_FILES)
+    check_out_folder(out / "parts")
+    record = not args.no_db and not args.shard  # a shard is partial: record the merged result instead
+    if record:
+        check_store(args.db)
+    if args.threat:
+        check_threat_text(args.threat, args.dataset or _checkpoint_dataset(args.model))
     opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
                        seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
                        data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset, shard=args.shard,
@@ -167,11 +233,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
         return 130
     print(format_summary(rec))
-    if not args.no_db and not args.shard:  # a shard is partial: record the merged result instead
+    note_n_examples(args.n_examples, (rec.get("shard") or {}).get("n_total", rec.get("n")),
+                    (rec.get("checkpoint") or {}).get("dataset"))
+    if record:
         record_in_leaderboard(args.db, rec, out / "result.json")
         print(f"recorded in {args.db}")
     print(f"results: {out}")
     return 0
+
+
+def _checkpoint_dataset(model: str | Path) -> str | None:
+    """The dataset a checkpoint of ours names (None for a plain state_dict); a bad file is a BenchError."""
+    from .checkpoint import FORMAT, read_checkpoint_dict
+
+    obj = read_checkpoint_dict(model)
+    name = obj.get("dataset") if obj.get("format") == FORMAT else None
+    return name if isinstance(name, str) else None
+
+
+def check_store(db: str | Path, flag: str = "--db") -> None:
+    """Up front: the leaderboard database can be created or written (see :func:`reports.store.check_store`)."""
+    from reports.store import check_store as _check
+
+    _check(db, flag=flag)
 
 
 def record_in_leaderboard(db: str | Path, rec: dict[str, Any], result_path: Path) -> None:
@@ -183,10 +267,12 @@ def record_in_leaderboard(db: str | Path, rec: dict[str, Any], result_path: Path
 def format_summary(rec: dict[str, Any]) -> str:
     lines = [f"{'attack':<16}{'norm':<6}{'eps':>9}{'attacked':>9}{'acc %':>9}{'worst %':>9}{'sec':>9}"]
     for r in rec["summary"]:
-        lines.append(f"{r['attack']:<16}{r['norm']:<6}{r['eps']:>9.4g}{r.get('attacked', r['n']):>9}{r['accuracy']:>9.2f}"
+        label = r.get("label", r["attack"])  # the suite's display name (records before format 2: 'attack')
+        lines.append(f"{label:<16}{r['norm']:<6}{r['eps']:>9.4g}{r.get('attacked', r['n']):>9}{r['accuracy']:>9.2f}"
                      f"{r['worst_case']:>9.2f}{r['seconds']:>9.1f}")
-    lines.append("(acc %: points an attack did not run on, because an earlier attack at that threat broke them, "
-                 "count as robust to it; --all-points runs every attack on every point)")
+    if _cascade_skipped(rec):
+        lines.append("(acc %: points an attack did not run on, because an earlier attack at that threat broke them, "
+                     "count as robust to it; --all-points runs every attack on every point)")
     lines.append(f"robust accuracy (worst case at {rec['threat']['norm']}:{rec['threat']['eps']:.4g}): {rec['robust_accuracy']:.2f}%")
     checks = rec.get("checks") or []
     failed = [c for c in checks if not c["passed"]]
@@ -194,6 +280,28 @@ def format_summary(rec: dict[str, Any]) -> str:
     if checks:
         lines.append(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed (docs/checks.md explains each)")
     return "\n".join(lines)
+
+
+def _cascade_skipped(rec: dict[str, Any]) -> bool:
+    """Whether some attack row's accuracy counts points it skipped as robust: a row marked
+    ``exact: false``, or (records without that mark) a cascading suite in which an attack ran on
+    fewer points than the clean-correct ones."""
+    rows = rec.get("attacks")
+    if rows is None:
+        rows = [r for r in rec.get("summary", []) if r.get("attack") != "clean"]
+    if any("exact" in r for r in rows):
+        return any(r.get("exact") is False for r in rows)
+    if not (rec.get("suite") or {}).get("cascade"):
+        return False
+    attacked = [r.get("attacked") for r in rows if isinstance(r.get("attacked"), int)]
+    if not attacked:
+        return False
+    n = rec.get("n")  # the examples this record's rows count (a shard's own)
+    clean = rec.get("clean_accuracy")
+    correct = max(attacked)  # the first attack of a cascade runs on every clean-correct point
+    if isinstance(n, int) and isinstance(clean, (int, float)):
+        correct = min(correct, round(clean * n / 100))
+    return any(a < correct for a in attacked)
 
 
 # -- demo -----------------------------------------------------------------------------------------
@@ -213,12 +321,18 @@ def add_demo(sub: Any) -> None:
     p.add_argument("--suite", default=None, help="evaluation suite (default: demo.toml)")
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument("--resume", action="store_true", help="reuse finished training and evaluation in OUT")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
     import tomllib
+
+    out = check_out_folder(args.out)
+    db = out / "leaderboard.sqlite"
+    check_store(db, flag="the demo's leaderboard")
+    check_out_folder(out / "report", flag="the demo's report folder")
 
     from defenses import build_config, train
     from evaluations.evaluate import EvalOptions, evaluate
@@ -231,8 +345,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     defenses = args.defenses or plan["defenses"]
     suite = args.suite or plan["suite"]
     n = args.n_examples or plan["n_examples"]
-    out = Path(args.out)
-    db = out / "leaderboard.sqlite"
+    for defense in defenses:
+        check_out_folder(out / defense, flag=f"the demo's {defense} folder", files=TRAIN_FILES)
     t0 = time.perf_counter()
     timings: list[tuple[str, float, float]] = []
     for defense in defenses:
@@ -243,10 +357,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not (args.resume and ckpt.exists() and _finished(ckpt, cfg.epochs)):
             if ckpt.exists() and not args.resume:
                 ckpt.unlink()
-            train(cfg, run, resume=args.resume, device=args.device)
+            train(cfg, run, resume=args.resume, device=args.device, progress=not args.no_progress)
         t2 = time.perf_counter()
         ev = run / f"eval-{suite}"
         rec = evaluate(ckpt, ev, EvalOptions(suite=suite, n_examples=n, device=args.device, resume=args.resume))
+        if defense == defenses[0]:
+            note_n_examples(n, rec.get("n"), rec["checkpoint"].get("dataset"))
         record_in_leaderboard(db, rec, ev / "result.json")
         timings.append((defense, t2 - t1, time.perf_counter() - t2))
     files = build_report(load_records(db), out / "report", baselines=load_baselines())
@@ -269,27 +385,16 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def _extra_commands() -> list[Callable[[Any], None]]:
-    """Subcommands contributed by the other packages (imported lazily, wired here)."""
-    adders: list[Callable[[Any], None]] = []
-    try:
-        from evaluations import cli as ecli  # type: ignore[attr-defined]
+    """Subcommands contributed by the other packages (their ``cli.ADDERS``, wired here).
 
-        adders += ecli.ADDERS
-    except ImportError:
-        pass
-    try:
-        from defenses import cli as dcli  # type: ignore[attr-defined]
+    A subcommand module that fails to import raises: a command must never vanish from ``bench``
+    silently. These modules import nothing heavy at module level (each command imports torch,
+    pandas or matplotlib when it runs), so building the parser stays fast."""
+    from defenses import cli as dcli
+    from evaluations import cli as ecli
+    from reports import cli as rcli
 
-        adders += dcli.ADDERS
-    except ImportError:
-        pass
-    try:
-        from reports import cli as rcli
-
-        adders += getattr(rcli, "ADDERS", [])
-    except ImportError:
-        pass
-    return adders
+    return [*ecli.ADDERS, *dcli.ADDERS, *rcli.ADDERS]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,13 +425,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore", message=".*weights_only.*")
     try:
-        return int(args.func(args) or 0)
+        with _progress(not getattr(args, "no_progress", False)):
+            return int(args.func(args) or 0)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the user's paths or disk (permission denied, no space, ...); anything else is a bug
+        from .utils import describe_os_error
+
+        text = describe_os_error(e)
+        if text is None:
+            raise
+        logger.debug("the error in full", exc_info=True)
+        print(f"bench: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted; everything finished so far is on disk.", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _progress(on: bool) -> Iterator[None]:
+    """``--no-progress``: every progress bar off for this command (the previous setting restored after,
+    so ``main`` called twice in one process does not leak it)."""
+    if on:
+        yield
+        return
+    from . import progress
+
+    before = getattr(progress, "_enabled", None)
+    progress.set_enabled(False)
+    try:
+        yield
+    finally:
+        progress._enabled = before
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -112,14 +112,33 @@ def get_dataset(name: str) -> DatasetSpec:
     return DATASETS.get(name)
 
 
+def more_than_available(n: int | None, total: int, what: str = "test examples") -> str | None:
+    """The sentence for asking ``n`` examples of a split that holds only ``total``; None when ``n`` fits.
+
+    Example::
+
+        >>> more_than_available(100000, 1000, "test examples of mnist5k")
+        '100,000 examples were asked for, more than the 1,000 test examples of mnist5k; using all 1,000.'
+    """
+    if n is None or n <= total:
+        return None
+    return f"{n:,} examples were asked for, more than the {total:,} {what}; using all {total:,}."
+
+
 def class_balanced_indices(targets: Tensor, n: int | None) -> Tensor:
-    """The first ``n`` indices in round-robin class order (deterministic, covers every class)."""
+    """The first ``n`` indices in round-robin class order (deterministic, covers every class).
+
+    ``n`` larger than the split keeps every example and logs a warning (the count actually used is
+    ``len`` of the result, which every record reports as ``n``)."""
     targets = torch.as_tensor(targets)
     total = len(targets)
-    if n is None or n >= total:
-        return torch.arange(total)
-    if n <= 0:
+    if n is not None and n <= 0:
         raise BenchError(f"--n-examples must be positive, got {n}.")
+    if n is None or n >= total:
+        note = more_than_available(n, total, "examples of the split")
+        if note:
+            logger.warning("%s", note)
+        return torch.arange(total)
     rank = torch.empty(total, dtype=torch.long)
     for c in targets.unique():
         where = (targets == c).nonzero().flatten()

@@ -5,7 +5,7 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import BenchError
 
@@ -72,6 +72,49 @@ class ThreatModel:
             return cls(_ALIASES.get(str(d["norm"]).lower(), str(d["norm"])), parse_eps(d["eps"]))
         except KeyError as e:
             raise BenchError(f"a threat model needs 'norm' and 'eps', missing {e}.") from None
+
+    def box_diameter(self, input_shape: Sequence[int] | None = None) -> float | None:
+        """The largest distance between two inputs in [0,1]^D in this norm: 1 (Linf), sqrt(D) (L2),
+        D (L1); None for L2/L1 when the input shape is unknown."""
+        if self.norm == "linf":
+            return 1.0
+        if not input_shape:
+            return None
+        d = math.prod(int(s) for s in input_shape)
+        return math.sqrt(d) if self.norm == "l2" else float(d)
+
+    def check_box(self, input_shape: Sequence[int] | None = None, *, what: str = "--threat") -> str | None:
+        """Check that this threat is a meaningful ball for inputs in [0,1] of ``input_shape`` (C, H, W).
+
+        A :class:`BenchError` when eps is 0 (no perturbation at all: robust accuracy would be clean
+        accuracy) or when the ball covers the whole [0,1] box (eps >= its diameter: 1 for Linf,
+        sqrt(D) for L2, D for L1), so every input can become every other one. Returns a note when the
+        ball reaches the box's centre from every input (eps >= half the diameter): every input can
+        then be turned into the same grey image, so no model is robust beyond its most frequent
+        class; otherwise None. L2/L1 radii are only checked against a known ``input_shape``.
+
+        Example::
+
+            >>> ThreatModel.parse("linf:5").check_box((1, 28, 28))
+            Traceback (most recent call last):
+            BenchError: --threat linf:5 is a ball that covers the [0,1] box ...
+        """
+        if self.eps == 0:
+            raise BenchError(f"{what} {self} allows no perturbation (eps 0), so robust accuracy would be clean "
+                             "accuracy; give a radius > 0.")
+        diameter = self.box_diameter(input_shape)
+        if diameter is None:
+            return None
+        shape = "x".join(str(int(s)) for s in input_shape) if input_shape else ""
+        where = f"the [0,1] box of {shape} inputs" if self.norm != "linf" else "the [0,1] box"
+        if self.eps >= diameter:
+            raise BenchError(f"{what} {self} is a ball that covers {where} (its {self.norm} diameter is "
+                             f"{diameter:.4g}): every input can become any other, so no model can be robust; "
+                             "give a smaller radius.")
+        if self.eps >= diameter / 2:
+            return (f"{what} {self} reaches the grey centre of {where} from every input (eps >= {diameter / 2:.4g}), "
+                    "so no model can be robust beyond its most frequent class.")
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {"norm": self.norm, "eps": self.eps}

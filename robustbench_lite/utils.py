@@ -1,7 +1,12 @@
-"""Small shared helpers: seeding, devices, library versions, hashing, atomic writes."""
+"""Small shared helpers: seeding, devices, library versions, hashing, atomic writes, output paths.
+
+torch is imported inside the functions that need it, so the CLI can check its output paths (and
+``reports`` write files) without loading torch.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -9,10 +14,11 @@ import platform
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
 
 _TRACKED = ("robustbench-lite", "torch", "torchvision", "numpy", "pyautoattack", "foolbox", "advertorch")
 
@@ -28,6 +34,8 @@ def library_versions() -> dict[str, str]:
 
 
 def resolve_device(name: str | None) -> torch.device:
+    import torch
+
     from .errors import BenchError
 
     if name in (None, "auto"):
@@ -85,12 +93,16 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     import io
 
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def has_conv2d(model: nn.Module) -> bool:
+    from torch import nn
+
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
@@ -103,6 +115,8 @@ def set_channels_last(model: nn.Module, enabled: bool = True) -> bool:
     (``benchmarks/bench_layout.py`` prints the ratios). On GPUs it is the layout cuDNN prefers.
     Only the layout changes; the numbers agree to float rounding.
     """
+    import torch
+
     on = bool(enabled) and has_conv2d(model)
     model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
     return on
@@ -130,6 +144,80 @@ def frozen(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn.Module]:
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    import torch
+
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+# -- output paths -----------------------------------------------------------------------------------
+
+def check_output_path(path: str | os.PathLike[str], *, kind: str = "folder", flag: str = "--out",
+                      files: Iterable[str] = (), example: str = "results.csv") -> Path:
+    """Check, before any long work, that ``path`` can be written as an output ``kind`` ("folder" or
+    "file"); returns it as a :class:`~pathlib.Path`. Creates nothing. ``example`` is the file name
+    the message suggests when a file output names a folder.
+
+    A :class:`BenchError` naming ``flag`` when the path is empty, a folder output is an existing file,
+    a file output is an existing folder, an output file listed in ``files`` (inside the folder) is a
+    folder, a part of the path is a regular file or a broken link, or the folder to write in (the path
+    itself, or its nearest existing ancestor) is not writable.
+
+    Example::
+
+        out = check_output_path(args.out, files=("result.json",))   # eval, train, report ...
+        check_output_path(args.out, kind="file")                    # export's CSV
+    """
+    from .errors import BenchError
+
+    if kind not in ("folder", "file"):
+        raise ValueError(f"kind must be 'folder' or 'file', got {kind!r}")
+    if not str(path).strip():
+        raise BenchError(f"{flag} is empty; give a {kind} path.")
+    p = Path(path)
+    try:
+        if os.path.islink(p) and not p.exists():
+            raise BenchError(f"{flag} {p} is a broken symbolic link; remove it or choose another {kind}.")
+        if kind == "folder" and p.exists() and not p.is_dir():
+            raise BenchError(f"{flag} {p} is an existing file, not a folder; choose a folder for the outputs.")
+        if kind == "file" and p.is_dir():
+            raise BenchError(f"{flag} {p} is a folder; give a file name, e.g. {p / example}.")
+        if kind == "folder" and p.is_dir():
+            for name in files:
+                if (p / name).is_dir():
+                    raise BenchError(f"{flag} {p} holds a folder {name} where an output file of that name goes; "
+                                     f"move it or choose another {flag}.")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise BenchError(f"{flag} {p} is not writable; choose another {kind} or fix its permissions.")
+        folder = p if kind == "folder" else p.parent
+        while not folder.exists():  # the nearest existing folder is where the new ones are created
+            if os.path.islink(folder):
+                raise BenchError(f"{flag} {p} lies under {folder}, a broken symbolic link.")
+            folder = folder.parent
+        if not folder.is_dir():
+            raise BenchError(f"{flag} {p} lies under {folder}, which is a file, not a folder.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise BenchError(f"{flag} {p} cannot be written: no permission to write in {folder}.")
+    except OSError as e:  # e.g. a parent without search permission
+        raise BenchError(f"{flag} {p} cannot be used: {e.strerror or e}.") from None
+    return p
+
+
+# errno values that mean the user's machine or paths, not a bug: reported as one sentence by the CLI
+USER_ERRNOS = frozenset(getattr(errno, n) for n in (
+    "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EISDIR", "ENOTDIR", "EEXIST", "ENOENT", "ENAMETOOLONG",
+    "ELOOP", "EMLINK", "EFBIG", "EXDEV", "ENOTEMPTY", "EBUSY", "ETXTBSY") if hasattr(errno, n))
+
+
+def describe_os_error(e: OSError) -> str | None:
+    """One sentence for an OSError caused by the user's paths or disk (permission denied, no space,
+    a file where a folder should be, ...); None for anything else (a bug keeps its traceback)."""
+    name = e.filename2 if e.filename2 is not None else e.filename
+    if e.errno not in USER_ERRNOS or (name is None and e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))):
+        return None
+    reason = (e.strerror or str(e)).rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    if name is None:
+        return f"could not write the outputs: {reason}."
+    return f"could not use {os.fsdecode(name)}: {reason}."

@@ -22,7 +22,9 @@ def _one_clear_error(code, err, needle):
     assert needle in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"], ["demo", "--help"],
+                                  ["transfer", "--help"], ["merge", "--help"], ["analyze", "--help"],
+                                  ["report", "--help"], ["export", "--help"], ["leaderboard", "--help"]])
 def test_help_explains_every_option(capsys, argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -119,9 +121,9 @@ def test_train_then_eval_end_to_end(capsys, tmp_path):
     assert [r["checkpoint"]["sha256"] for r in load_records(tmp_path / "lb.sqlite")] == [
         json.loads((ev / "result.json").read_text())["checkpoint"]["sha256"]]
     rows = list(csv.DictReader(open(ev / "summary.csv")))
-    assert [r["attack"] for r in rows] == ["clean", "pgd", "autoattack"]
-    assert list(rows[0]) == ["attack", "norm", "eps", "n", "attacked", "accuracy", "worst_case", "mean_min_norm", "median_min_norm",
-                             "seconds", "forwards", "backwards"]
+    assert [r.get("label", r["attack"]) for r in rows] == ["clean", "pgd", "autoattack"]
+    assert {"attack", "norm", "eps", "n", "attacked", "accuracy", "worst_case", "mean_min_norm", "median_min_norm",
+            "seconds", "forwards", "backwards"} <= set(rows[0])
     rec = json.loads((ev / "result.json").read_text())
     assert rec["n"] == 20 and rec["suite"]["name"] == "quick" and len(rec["checkpoint"]["sha256"]) == 64
     assert {"torch", "pyautoattack"} <= set(rec["versions"]) and rec["seed"] == 0 and rec["date"]
@@ -131,11 +133,16 @@ def test_train_then_eval_end_to_end(capsys, tmp_path):
     # worst case recomputed from the per-example ground truth
     worst = sum(int(r["clean_correct"]) and all(int(r[k]) for k in r if k.startswith("robust[")) for r in per)
     assert rec["robust_accuracy"] == pytest.approx(100 * worst / 20)
-    assert int(rows[1]["backwards"]) > 0 and int(rows[2]["forwards"]) > 0
-    # pgd runs on the clean-correct points, AutoAttack (cascade) only on those PGD left robust
+    # one epoch of madry may leave the model anywhere from chance level up (the machine's float
+    # kernels decide), so the counts are checked against the per-example ground truth, not numbers
     n_clean = sum(int(r["clean_correct"]) for r in per)
-    assert int(rows[1]["attacked"]) == n_clean
-    assert int(rows[2]["attacked"]) == sum(int(r["clean_correct"]) and int(r[k]) for r in per for k in r if k.startswith("robust[pgd"))
+    assert rec["clean_accuracy"] == pytest.approx(100 * n_clean / 20)
+    assert int(rows[1]["attacked"]) == n_clean  # pgd runs on every clean-correct point
+    assert int(rows[1]["backwards"]) > 0 or n_clean == 0
+    pgd_left = sum(int(r["clean_correct"]) and int(r[k]) for r in per for k in r if k.startswith("robust[pgd"))
+    # AutoAttack runs on every clean-correct point (quick does not cascade) or, cascading, on those PGD left robust
+    assert int(rows[2]["attacked"]) == (pgd_left if rec["suite"]["cascade"] else n_clean)
+    assert int(rows[2]["forwards"]) > 0 or int(rows[2]["attacked"]) == 0
 
 
 def test_resume_continues_exactly(tmp_path):

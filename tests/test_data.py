@@ -76,3 +76,24 @@ def test_cifar_augmentation_is_crop_and_flip():
 def test_every_dataset_declares_standard_linf():
     for name in DATASETS:
         assert get_dataset(name).threat("linf").eps > 0
+
+
+def test_more_examples_than_the_split_keeps_all_and_warns(caplog):
+    """--n-examples 100000 on a 1,000-example split used to be silent: all are kept, with a warning."""
+    from robustbench_lite.data import more_than_available
+
+    te = get_dataset("mnist5k").load("test")
+    with caplog.at_level("WARNING", logger="robustbench_lite.data"):
+        idx = class_balanced_indices(te.targets, 100000)
+    assert torch.equal(idx, torch.arange(1000))
+    assert any("100,000" in r.getMessage() and "1,000" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="robustbench_lite.data"):
+        assert len(class_balanced_indices(te.targets, 1000)) == 1000
+        assert len(class_balanced_indices(te.targets, None)) == 1000
+    assert not caplog.records  # exactly the split, or all by default: nothing to say
+    assert more_than_available(1000, 1000) is None and more_than_available(None, 5) is None
+    assert more_than_available(1001, 1000, "test examples of mnist5k") == (
+        "1,001 examples were asked for, more than the 1,000 test examples of mnist5k; using all 1,000.")
+    with pytest.raises(BenchError):
+        class_balanced_indices(te.targets, -5)
