@@ -40,8 +40,10 @@ def preset_table(defense: str, preset: str) -> dict[str, Any]:
 
 def build_config(defense: str, preset: str, overrides: dict[str, Any]) -> TrainConfig:
     """Preset table ``[preset]`` of ``<defense>.toml`` + overrides (None values ignored)."""
+    from . import load_recipes
     from .base import DEFENSES
 
+    load_recipes()
     DEFENSES.get(defense)  # an unknown defense is a clear error listing the known ones
     table = preset_table(defense, preset)
     dataset = table.pop("dataset", preset)

@@ -40,6 +40,7 @@ from robustbench_lite.utils import atomic_write_text, frozen, make_generator, re
 from evaluations.attacks import predict
 from evaluations.pgd import pgd
 
+from . import load_recipes
 from .base import DEFENSES, Members, Optimizers, Recipe, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
     ckpt_path = out / "checkpoint.pt"
     dev = resolve_device(device)
     spec = get_dataset(cfg.dataset)
+    load_recipes()
     recipe = DEFENSES.get(cfg.defense)(cfg)
     train_data = spec.load("train", cfg.data_dir)
     test_data = spec.load("test", cfg.data_dir)

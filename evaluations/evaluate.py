@@ -99,7 +99,11 @@ def evaluate(model_path: str | Path, out_dir: str | Path, options: EvalOptions =
 def _threat_for(ckpt: Checkpoint, options: EvalOptions) -> ThreatModel:
     spec = get_dataset(ckpt.dataset)
     if options.threat:
-        return ThreatModel.parse(options.threat)
+        threat = ThreatModel.parse(options.threat)
+        note = threat.check_box(spec.input_shape)  # a ball covering the [0,1] box is an error
+        if note:
+            logger.warning("%s", note)
+        return threat
     if ckpt.threat is not None:
         return ckpt.threat
     return spec.threat("linf")

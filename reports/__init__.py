@@ -1,7 +1,8 @@
 """Reports: ARDist, published baselines, the results store, the leaderboard, figures and reports.
 
 Reads result records (``result.json`` written by ``bench eval``) only; never imports torch or loads
-a model. Imports of the heavier parts (pandas, matplotlib) happen in their own modules.
+a model. Public names load lazily (PEP 562), so ``bench --help``, which imports ``reports.cli``,
+imports neither pandas nor matplotlib.
 
 Example::
 
@@ -11,15 +12,25 @@ Example::
 """
 from __future__ import annotations
 
-from .ardist import Cubic, accuracy_sum, ardist, curve_from_csv, fit_cubic, published_fit, resolve_curve
-from .baselines import load_baselines, tradeoff_points
-from .leaderboard import leaderboard, leaderboard_entries
-from .records import read_record, summarize
-from .report import build_report
-from .store import add_record, export_csv, load_records, to_dataframe
+import importlib
+from typing import Any
 
-__all__ = [
-    "Cubic", "accuracy_sum", "add_record", "ardist", "build_report", "curve_from_csv", "export_csv", "fit_cubic",
-    "leaderboard", "leaderboard_entries", "load_baselines", "load_records", "published_fit", "read_record",
-    "resolve_curve", "summarize", "to_dataframe", "tradeoff_points",
-]
+_LAZY = {
+    "Cubic": "ardist", "accuracy_sum": "ardist", "ardist": "ardist", "curve_from_csv": "ardist",
+    "fit_cubic": "ardist", "published_fit": "ardist", "resolve_curve": "ardist",
+    "load_baselines": "baselines", "tradeoff_points": "baselines", "curve_for_dataset": "baselines",
+    "leaderboard": "leaderboard", "leaderboard_entries": "leaderboard",
+    "read_record": "records", "summarize": "records", "build_report": "report",
+    "add_record": "store", "export_csv": "store", "load_records": "store", "to_dataframe": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

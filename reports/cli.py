@@ -68,7 +68,7 @@ def _add_baselines(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments_leaderboard(parser: argparse.ArgumentParser) -> None:
     """``bench leaderboard [--db PATH] [--dataset D] [--threat T] [--with-baselines] ...``."""
-    from .leaderboard import FORMATS, SORT_COLUMNS
+    from .render import DEFAULT_SORT, FORMATS, SORT_COLUMNS
 
     _add_db(parser)
     parser.add_argument("--dataset", default=None, metavar="D",
@@ -78,8 +78,9 @@ def add_arguments_leaderboard(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--with-baselines", action="store_true",
                         help="merge in the published results for the same datasets and threats, marked as published")
     _add_baselines(parser)
-    parser.add_argument("--sort", default="autoattack", metavar="COLUMN",
-                        help=f"column to rank by (default: autoattack); one of {', '.join(SORT_COLUMNS)}")
+    parser.add_argument("--sort", default=DEFAULT_SORT, metavar="COLUMN",
+                        help=f"column to rank by (default: {DEFAULT_SORT}, the worst-case robust accuracy; entries with "
+                        f"a failed sanity check rank last); one of {', '.join(SORT_COLUMNS)}")
     parser.add_argument("--format", dest="fmt", default="table", choices=FORMATS,
                         help="output format (default: table)")
 
@@ -103,7 +104,7 @@ def add_arguments_report(parser: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from robustbench_lite.utils import check_output_path
+    from robustbench_lite.files import check_output_path
 
     check_output_path(args.out, kind="folder", files=("report.md", "index.html"))
     from .baselines import load_baselines
@@ -123,7 +124,7 @@ def add_arguments_export(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from robustbench_lite.utils import check_output_path
+    from robustbench_lite.files import check_output_path
 
     from .store import export_csv
 

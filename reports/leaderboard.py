@@ -37,17 +37,12 @@ from robustbench_lite.errors import BenchError
 from .ardist import Cubic, ardist_or_reason
 from .baselines import baseline_entries, curve_for_dataset, dataset_key, load_baselines
 from .records import RecordSummary, format_threat, parse_threat, same_eps, summarize
-from .render import render_table
+from .render import DEFAULT_SORT, FORMATS, METRICS, SORT_COLUMNS, TEXT_SORT, render_table  # noqa: F401
 from .store import load_records
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("clean", "autoattack", "pgd", "robust", "auc", "min_pert", "sum", "ardist")
-TEXT_SORT = ("model", "defense", "arch", "dataset", "threat")
-SORT_COLUMNS = (*METRICS, "n", "seeds", *TEXT_SORT)
-FORMATS = ("table", "csv", "markdown", "html")
 THREAT_REL_TOL = 0.02  # "linf:0.031" selects linf:8/255 (0.03137), as the papers round it
-DEFAULT_SORT = "robust"  # the suite's worst case at the threat
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from .leaderboard import Entry
 
 TEXT_COLUMNS = ("model", "defense", "arch", "dataset", "threat")
+METRICS = ("clean", "autoattack", "pgd", "robust", "auc", "min_pert", "sum", "ardist")
+TEXT_SORT = TEXT_COLUMNS
+SORT_COLUMNS = (*METRICS, "n", "seeds", *TEXT_SORT)
+FORMATS = ("table", "csv", "markdown", "html")
+DEFAULT_SORT = "robust"  # the suite's worst-case robust accuracy at the threat
 # metric -> decimals shown
 DECIMALS = {"clean": 2, "autoattack": 2, "pgd": 2, "robust": 2, "auc": 3, "min_pert": 5, "sum": 2, "ardist": 3}
 SCOPED = ("autoattack", "pgd")  # columns named after an attack: its own accuracy, or marked as a cascade stage

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from robustbench_lite.errors import BenchError
-from robustbench_lite.utils import atomic_write_text, check_output_path
+from robustbench_lite.files import atomic_write_text, check_output_path
 
 from .records import summarize, validate_record
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 DEFAULT_DB = Path("runs") / "leaderboard.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: autoattack_scope, pgd_scope (robustbench_lite.results.column_value)
 BUSY_TIMEOUT_S = 60.0
 UNIQUE_KEY = ("checkpoint_sha256", "member", "suite_hash", "threat_norm", "threat_eps")
 
@@ -42,8 +42,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "TEXT"), ("arch", "TEXT"), ("dataset", "TEXT"), ("defense", "TEXT"), ("defense_config", "TEXT"),
     ("checkpoint_seed", "INTEGER"), ("threat_norm", "TEXT NOT NULL"), ("threat_eps", "REAL NOT NULL"),
     ("suite_name", "TEXT"), ("suite_hash", "TEXT NOT NULL"), ("n", "INTEGER"), ("seed", "INTEGER"),
-    ("versions", "TEXT"), ("date", "TEXT"), ("clean", "REAL"), ("autoattack", "REAL"), ("pgd", "REAL"),
-    ("auc", "REAL"), ("min_pert", "REAL"), ("robust", "REAL"), ("checks_failed", "INTEGER"), ("checks", "TEXT"),
+    ("versions", "TEXT"), ("date", "TEXT"), ("clean", "REAL"), ("autoattack", "REAL"), ("autoattack_scope", "TEXT"),
+    ("pgd", "REAL"), ("pgd_scope", "TEXT"), ("auc", "REAL"), ("min_pert", "REAL"), ("robust", "REAL"), ("checks_failed", "INTEGER"), ("checks", "TEXT"),
     ("result_path", "TEXT"), ("record", "TEXT NOT NULL"), ("stored_at", "TEXT"),
 )
 COLUMN_NAMES = tuple(c for c, _ in COLUMNS)
@@ -102,7 +102,11 @@ def _create_schema(conn: sqlite3.Connection) -> None:
                  f"  UNIQUE ({', '.join(UNIQUE_KEY)})\n)")
     conn.execute("CREATE INDEX IF NOT EXISTS results_dataset ON results (dataset, threat_norm, threat_eps)")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0:
+    have = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    for name, typ in COLUMNS:  # an older store gains the new columns (filled as its rows are re-stored)
+        if name not in have:
+            conn.execute(f"ALTER TABLE results ADD COLUMN {name} {typ}")
+    if version < SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     elif version > SCHEMA_VERSION:
         raise BenchError(f"the results store uses schema {version}, newer than this version ({SCHEMA_VERSION}); "
@@ -121,7 +125,8 @@ def record_row(record: Mapping[str, Any], result_path: str | Path | None = None)
         "arch": s.arch, "dataset": s.dataset, "defense": s.defense, "defense_config": _json(s.defense_config),
         "checkpoint_seed": s.checkpoint_seed, "threat_norm": s.norm, "threat_eps": round(s.eps, 12),
         "suite_name": s.suite_name, "suite_hash": s.suite_hash, "n": s.n, "seed": s.seed,
-        "versions": _json(s.versions), "date": s.date, "clean": s.clean, "autoattack": s.autoattack, "pgd": s.pgd,
+        "versions": _json(s.versions), "date": s.date, "clean": s.clean, "autoattack": s.autoattack,
+        "autoattack_scope": s.autoattack_scope or None, "pgd": s.pgd, "pgd_scope": s.pgd_scope or None,
         "auc": s.auc, "min_pert": s.min_pert, "robust": s.robust, "checks_failed": s.checks_failed,
         "checks": _json(list(s.checks)), "result_path": None if result_path is None else str(result_path),
         "record": _json(record), "stored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -178,14 +183,21 @@ def load_records(db_path: str | Path) -> list[dict[str, Any]]:
 
 
 def to_dataframe(db_path: str | Path, include_record: bool = False) -> pd.DataFrame:
-    """The store as a DataFrame with typed columns (the full record JSON only if asked)."""
+    """The store as a DataFrame with typed columns (the full record JSON only if asked).
+
+    The numbers are derived again from each stored record (the ground truth) with today's rules,
+    so a row stored by an older version reads as the leaderboard shows it."""
     import pandas as pd
 
     cols = ["id", *[c for c in COLUMN_NAMES if include_record or c != "record"]]
     with closing(_connect(db_path, create=False)) as conn:
         if not _has_table(conn):
             return pd.DataFrame(columns=cols)
-        rows = conn.execute(f"SELECT {', '.join(cols)} FROM results ORDER BY id").fetchall()
+        stored = conn.execute("SELECT id, record, result_path, stored_at FROM results ORDER BY id").fetchall()
+    rows = []
+    for rid, text, result_path, stored_at in stored:
+        row = {**record_row(json.loads(text), result_path), "id": rid, "stored_at": stored_at}
+        rows.append([row[c] for c in cols])
     df = pd.DataFrame(rows, columns=cols)
     for c, typ in (("id", "INTEGER"), *COLUMNS):
         if c in df.columns and typ.startswith("INTEGER"):

@@ -419,8 +419,6 @@ def test_help_lists_every_command_without_importing_torch():
     assert json.loads(heavy) == []
 
 
-@pytest.mark.xfail(reason="reports/__init__.py imports pandas and matplotlib eagerly (its owner makes it lazy)",
-                   strict=False)
 def test_help_imports_no_pandas_or_matplotlib():
     code = ("import sys\n"
             "from robustbench_lite.cli import build_parser\n"
