@@ -12,7 +12,7 @@ from robustbench_lite.utils import make_generator
 from eval_fixtures import eval_batch, eval_model, eval_natural_ckpt  # noqa: F401
 
 EPS = {"linf": 0.3, "l2": 2.0, "l1": 10.0}
-FAST = {"autoattack": {"version": "custom", "attacks": ("apgd-ce",)}, "square": {"n_queries": 200},
+FAST = {"autoattack": {"version": "custom", "attacks": ("apgd-ce",)}, "square": {"n_queries": 1000},
         "ddn": {"steps": 30}, "min_linf": {"steps": 10, "search_steps": 4},
         "deepfool_linf": {"steps": 20}, "deepfool_l2": {"steps": 20}, "mim": {"steps": 5}, "pgd": {"steps": 10}}
 
