@@ -50,7 +50,7 @@ def bench_model(path: str | None) -> Path:
     """``path``, or a Madry small_cnn trained 3 epochs into runs/bench/madry (some points resist)."""
     if path is not None:
         return Path(path)
-    from defenses import build_config, train
+    from robustbench_lite.defenses import build_config, train
 
     out = Path("runs/bench/madry/checkpoint.pt")
     if not out.exists():
@@ -70,9 +70,9 @@ def main() -> None:
     from robustbench_lite.checkpoint import load_checkpoint
     from robustbench_lite.data import class_balanced_indices, get_dataset
     from robustbench_lite.utils import frozen, make_generator
-    from evaluations._compat import import_advertorch
-    from evaluations.attacks import create_attack
-    from evaluations.attacks.autoattack import _seed_of
+    from robustbench_lite.evaluations._compat import import_advertorch
+    from robustbench_lite.evaluations.attacks import create_attack
+    from robustbench_lite.evaluations.attacks.autoattack import _seed_of
 
     path = bench_model(args.model)
     model = load_checkpoint(path).model.eval()
@@ -129,8 +129,8 @@ def main() -> None:
     # -- suite vs naive, on the AutoAttack subset (AutoAttack dominates either way)
     import tempfile
 
-    from evaluations.runner import RunContext, run_tasks
-    from evaluations.suite import parse_suite
+    from robustbench_lite.evaluations.runner import RunContext, run_tasks
+    from robustbench_lite.evaluations.suite import parse_suite
     from robustbench_lite.threat import ThreatModel
 
     text = """

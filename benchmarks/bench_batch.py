@@ -81,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from bench_attacks import bench_model
 
-    from evaluations.evaluate import EvalOptions, evaluate
+    from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate
 
     path = bench_model(args.model)
     runs: dict[int, dict[str, float]] = {}

@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from defenses.trainer import bf16_native
+    from robustbench_lite.defenses.trainer import bf16_native
     from robustbench_lite.models import create_model
     from robustbench_lite.utils import set_channels_last
 

@@ -136,7 +136,7 @@ def main() -> None:
 
     from bench_attacks import bench_model
 
-    from evaluations.evaluate import EvalOptions, evaluate
+    from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate
     from robustbench_lite.checkpoint import load_checkpoint
     from robustbench_lite.data import class_balanced_indices, get_dataset
     from robustbench_lite.utils import frozen

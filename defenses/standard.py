@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evaluations.pgd import pgd
+from robustbench_lite.evaluations.pgd import pgd
 
 from .base import AttackConfig, Recipe, register_defense
 

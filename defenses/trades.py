@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from evaluations.losses import kl_to
+from robustbench_lite.evaluations.losses import kl_to
 from robustbench_lite.utils import frozen
 
 from .base import Recipe, register_defense

@@ -5,7 +5,7 @@ in 1.9. :func:`import_advertorch` installs a faithful replacement (zero and deta
 a tensor or of every tensor in an iterable) before importing advertorch, so the library loads on
 current torch. Use it wherever advertorch is imported::
 
-    from evaluations._compat import import_advertorch
+    from robustbench_lite.evaluations._compat import import_advertorch
     advertorch = import_advertorch()
     from advertorch.attacks import LinfPGDAttack
 """

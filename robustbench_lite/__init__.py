@@ -38,14 +38,14 @@ def __getattr__(name: str) -> Any:
 
 def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """See :func:`evaluations.evaluate.evaluate` (imported lazily: the core imports nothing else at load)."""
-    from evaluations.evaluate import evaluate as _evaluate
+    from robustbench_lite.evaluations.evaluate import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)
 
 
 def train(*args: Any, **kwargs: Any) -> Any:
     """See :func:`defenses.trainer.train`."""
-    from defenses.trainer import train as _train
+    from robustbench_lite.defenses.trainer import train as _train
 
     return _train(*args, **kwargs)
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from defenses import AttackConfig, TrainConfig, train
-from evaluations.analyses import (AnalysisOptions, analyze, domain_distance, frobenius_norms, mean_cosine,
+from robustbench_lite.defenses import AttackConfig, TrainConfig, train
+from robustbench_lite.evaluations.analyses import (AnalysisOptions, analyze, domain_distance, frobenius_norms, mean_cosine,
                                   posterior_entropy, random_label_fit, sparsity)
 from robustbench_lite.errors import BenchError
 from robustbench_lite.models import create_model

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from defenses.losses import (act_attack_loss, act_losses, angular_distance, discriminator_loss, feature_loss,
+from robustbench_lite.defenses.losses import (act_attack_loss, act_losses, angular_distance, discriminator_loss, feature_loss,
                              mimicry_kl, noisy_replay_mask, nr_threshold, trades_kl)
 from robustbench_lite.errors import BenchError
 

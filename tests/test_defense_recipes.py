@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from defenses import DEFENSES, AttackConfig, TrainConfig
-from defenses.base import Members, Optimizers, Recipe
+from robustbench_lite.defenses import DEFENSES, AttackConfig, TrainConfig
+from robustbench_lite.defenses.base import Members, Optimizers, Recipe
 from robustbench_lite.data import get_dataset
 from robustbench_lite.errors import BenchError
 from robustbench_lite.models import create_model
@@ -118,7 +118,7 @@ def test_arrest_reference_never_changes(variant: str) -> None:
 
 
 def test_arrest_noisy_replay_switches_to_uniform_noise() -> None:
-    from defenses.losses import angular_distance
+    from robustbench_lite.defenses.losses import angular_distance
 
     recipe, members, opts, x, y = setup("arrest", variant="aft_nr", stage1_epochs=1, epochs=3, phi=0.5)
     recipe.set_epoch(1)
@@ -223,8 +223,8 @@ def test_amp_bf16_training_keeps_fp32_weights_and_learns(tmp_path, monkeypatch):
     """--amp: bf16 autocast around the training passes only where bf16 is native; weights stay fp32."""
     import contextlib
 
-    from defenses import build_config, train
-    from defenses import trainer as tr
+    from robustbench_lite.defenses import build_config, train
+    from robustbench_lite.defenses import trainer as tr
     from robustbench_lite.checkpoint import load_checkpoint
 
     cpu = torch.device("cpu")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from defenses import AttackConfig, TrainConfig, train
+from robustbench_lite.defenses import AttackConfig, TrainConfig, train
 from robustbench_lite.checkpoint import read_checkpoint_dict
 
 ATTACK = AttackConfig(norm="linf", eps=0.3, steps=2, step_size=0.1, random_start="normal")
@@ -91,7 +91,7 @@ def test_resume_matches_uninterrupted_under_bf16_autocast(name: str, tmp_path: P
     """--amp: a resumed bf16 run equals the uninterrupted one bit for bit (fp32 where bf16 is not native)."""
     cfg = cfg_for({**CASES[name], "amp": True})
     run_both(cfg, tmp_path)
-    from defenses.trainer import bf16_native
+    from robustbench_lite.defenses.trainer import bf16_native
 
     want = "bf16" if bf16_native(torch.device("cpu")) else "fp32"
     assert read_checkpoint_dict(tmp_path / "resumed" / "checkpoint.pt")["defense_config"]["precision"] == want

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from defenses.seeds import aggregate_seeds, format_seeds
+from robustbench_lite.defenses.seeds import aggregate_seeds, format_seeds
 from robustbench_lite.checkpoint import make_checkpoint, save_checkpoint
 from robustbench_lite.errors import BenchError
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluations.attacks import create_attack
-from evaluations.runner import RunContext, run_tasks
-from evaluations.suite import parse_suite
+from robustbench_lite.evaluations.attacks import create_attack
+from robustbench_lite.evaluations.runner import RunContext, run_tasks
+from robustbench_lite.evaluations.suite import parse_suite
 from robustbench_lite import progress
 from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset

@@ -5,8 +5,8 @@ import zlib
 
 import torch
 
-from evaluations.pgd import pgd
-from evaluations.transfer import transfer_matrix
+from robustbench_lite.evaluations.pgd import pgd
+from robustbench_lite.evaluations.transfer import transfer_matrix
 from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.cli import main
 from robustbench_lite.data import class_balanced_indices, get_dataset
@@ -14,7 +14,7 @@ from robustbench_lite.utils import make_generator
 
 
 def _second_ckpt(tmp_path_factory):
-    from defenses import build_config, train
+    from robustbench_lite.defenses import build_config, train
 
     cfg = build_config("natural", "mnist5k", {"dataset": "synthetic", "epochs": 8, "batch_size": 16, "eval_n": 16,
                                                "eval_steps": 2, "seed": 5})

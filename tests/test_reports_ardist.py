@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reports.ardist import (MAX_CONDITION, MIN_CLEAN_RANGE, Cubic, accuracy_sum, ardist, ardist_or_reason,
+from robustbench_lite.reports.ardist import (MAX_CONDITION, MIN_CLEAN_RANGE, Cubic, accuracy_sum, ardist, ardist_or_reason,
                             curve_for_points, curve_from_csv, fit_cubic, fit_refusal, nearest_point, published_fit,
                             resolve_curve)
 from robustbench_lite.errors import BenchError

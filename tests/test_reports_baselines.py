@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reports.ardist import ardist, published_fit
-from reports.baselines import (COLUMNS, baseline_entries, curve_for_dataset, dataset_key, load_baselines,
+from robustbench_lite.reports.ardist import ardist, published_fit
+from robustbench_lite.reports.baselines import (COLUMNS, baseline_entries, curve_for_dataset, dataset_key, load_baselines,
                                read_baseline_csv, tradeoff_points)
 from robustbench_lite.errors import BenchError
 

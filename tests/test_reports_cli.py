@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports import cli
-from reports.store import add_record
+from robustbench_lite.reports import cli
+from robustbench_lite.reports.store import add_record
 from robustbench_lite.errors import BenchError
 
 RECORDS = sorted((Path(__file__).resolve().parent / "fixtures" / "reports" / "records").glob("*.json"))
@@ -18,8 +18,7 @@ RECORDS = sorted((Path(__file__).resolve().parent / "fixtures" / "reports" / "re
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench")
     sub = p.add_subparsers(dest="command")
-    for adder in cli.ADDERS:
-        adder(sub)
+    cli.register(sub)
     return p
 
 

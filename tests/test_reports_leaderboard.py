@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from reports.ardist import ardist, fit_cubic
-from reports.baselines import load_baselines
-from reports.leaderboard import leaderboard, leaderboard_entries
-from reports.store import add_record
+from robustbench_lite.reports.ardist import ardist, fit_cubic
+from robustbench_lite.reports.baselines import load_baselines
+from robustbench_lite.reports.leaderboard import leaderboard, leaderboard_entries
+from robustbench_lite.reports.store import add_record
 from robustbench_lite.errors import BenchError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reports"

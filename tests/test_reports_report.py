@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from reports.figures import analyses_figure, parameter_groups
-from reports.records import summarize
-from reports.report import ReportFiles, build_report
+from robustbench_lite.reports.figures import analyses_figure, parameter_groups
+from robustbench_lite.reports.records import summarize
+from robustbench_lite.reports.report import ReportFiles, build_report
 from robustbench_lite.errors import BenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,8 @@ def test_reports_imports_only_robustbench_lite_errors() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
             for name in names:
-                assert not name.startswith(("torch", "torchvision", "evaluations", "defenses")), (path.name, name)
+                assert not name.startswith(("torch", "torchvision", "evaluations", "defenses", "robustbench_lite.evaluations",
+                                             "robustbench_lite.defenses")), (path.name, name)
                 if name.startswith("robustbench_lite"):
                     assert name in TORCH_FREE_CORE, (path.name, name)
 
@@ -115,4 +116,5 @@ def _imports_torch(code: str) -> bool:
 @pytest.mark.slow
 def test_importing_reports_does_not_import_torch() -> None:
     assert not _imports_torch("import robustbench_lite.errors, robustbench_lite.results, robustbench_lite.files")
-    assert not _imports_torch("import reports, reports.cli, reports.report, reports.store")
+    assert not _imports_torch("import robustbench_lite.reports, robustbench_lite.reports.cli, robustbench_lite.reports.report, "
+                              "robustbench_lite.reports.store")

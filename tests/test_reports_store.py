@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from reports.store import add_record, add_result_file, export_csv, load_records, to_dataframe
+from robustbench_lite.reports.store import add_record, add_result_file, export_csv, load_records, to_dataframe
 from robustbench_lite.errors import BenchError
 
 RECORDS = Path(__file__).resolve().parent / "fixtures" / "reports" / "records"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from defenses import DEFENSES, AttackConfig, TrainConfig, register_defense, train
-from defenses.base import Recipe
+from robustbench_lite.defenses import DEFENSES, AttackConfig, TrainConfig, register_defense, train
+from robustbench_lite.defenses.base import Recipe
 from robustbench_lite.checkpoint import read_checkpoint_dict
 from robustbench_lite.data import get_dataset
 from robustbench_lite.errors import BenchError

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from defenses import AttackConfig, TrainConfig, train
-from defenses.trainer import _log_value, heldout_metrics
+from robustbench_lite.defenses import AttackConfig, TrainConfig, train
+from robustbench_lite.defenses.trainer import _log_value, heldout_metrics
 from robustbench_lite import progress
 from robustbench_lite.checkpoint import read_checkpoint_dict
 from robustbench_lite.models import create_model

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from evaluations.checks import prediction_checks
-from evaluations.evaluate import EvalOptions, evaluate_loaded
-from evaluations.suite import load_suite, parse_suite
-from reports.leaderboard import leaderboard_entries
+from robustbench_lite.evaluations.checks import prediction_checks
+from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate_loaded
+from robustbench_lite.evaluations.suite import load_suite, parse_suite
+from robustbench_lite.reports.leaderboard import leaderboard_entries
 from robustbench_lite.checkpoint import load_checkpoint
 
 
