@@ -12,58 +12,17 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.threat import NORM_ALIASES, format_eps, format_threat, parse_eps, parse_threat  # noqa: F401
 from robustbench_lite.results import (RESULT_FORMAT, RESULT_FORMAT_VERSION, column_value, num, same_eps,  # noqa: F401
                                      upgrade_record)
 
-NORM_ALIASES = {"linf": "linf", "inf": "linf", "l_inf": "linf", "li": "linf", "l2": "l2", "l1": "l1"}
 # Checkpoint file stems that say nothing about the model; the parent folder names it instead.
 GENERIC_STEMS = frozenset({"ckpt", "checkpoint", "model", "last", "best", "final", "weights"})
-
-
-def parse_eps(text: str | float | int) -> float:
-    """``0.3``, ``8/255`` or a number -> a finite float >= 0."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        parts = str(text).strip().split("/")
-        try:
-            if len(parts) > 2:
-                raise ValueError(text)
-            value = float(Fraction(parts[0])) / float(Fraction(parts[1])) if len(parts) == 2 else float(parts[0])
-        except (ValueError, ZeroDivisionError):
-            raise BenchError(f"cannot read {text!r} as an epsilon; write e.g. 0.3 or 8/255.") from None
-    if not math.isfinite(value) or value < 0:
-        raise BenchError(f"epsilon must be a finite number >= 0, got {text!r}.")
-    return value
-
-
-def parse_threat(text: str) -> tuple[str, float]:
-    """``"linf:8/255"`` -> ``("linf", 0.0313...)``; a bare eps means Linf."""
-    s = str(text).strip().lower()
-    norm_s, eps_s = s.split(":", 1) if ":" in s else ("linf", s)
-    norm = NORM_ALIASES.get(norm_s.strip())
-    if norm is None:
-        raise BenchError(f"unknown norm {norm_s!r} in threat {text!r}; known: linf, l2, l1.")
-    return norm, parse_eps(eps_s)
-
-
-def format_eps(eps: float) -> str:
-    """``0.0313725...`` -> ``"8/255"``; other values in short decimal form."""
-    frac = Fraction(eps).limit_denominator(255)
-    if eps > 0 and frac.denominator == 255 and abs(float(frac) - eps) < 1e-12:
-        return f"{frac.numerator}/255"
-    return f"{eps:g}"
-
-
-def format_threat(norm: str, eps: float | None) -> str:
-    return norm if eps is None else f"{norm}:{format_eps(eps)}"
 
 
 def model_name(path: str, member: str = "model") -> str:

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from .errors import BenchError
 
 NORMS = ("linf", "l2", "l1")
-_ALIASES = {"linf": "linf", "inf": "linf", "l_inf": "linf", "li": "linf", "l2": "l2", "l1": "l1"}
+NORM_ALIASES = {"linf": "linf", "inf": "linf", "l_inf": "linf", "li": "linf", "l2": "l2", "l1": "l1"}
+_ALIASES = NORM_ALIASES
 
 
 def parse_eps(text: str | float | int) -> float:
@@ -120,7 +121,23 @@ class ThreatModel:
         return {"norm": self.norm, "eps": self.eps}
 
     def __str__(self) -> str:
-        frac = Fraction(self.eps).limit_denominator(255)
-        if frac.denominator == 255 and abs(float(frac) - self.eps) < 1e-12 and self.eps > 0:
-            return f"{self.norm}:{frac.numerator}/255"
-        return f"{self.norm}:{self.eps:g}"
+        return format_threat(self.norm, self.eps)
+
+
+def parse_threat(text: str) -> tuple[str, float]:
+    """``"linf:8/255"`` -> ``("linf", 0.0313...)``; a bare eps means Linf."""
+    t = ThreatModel.parse(text)
+    return t.norm, t.eps
+
+
+def format_eps(eps: float) -> str:
+    """``0.0313725...`` -> ``"8/255"``; other values in short decimal form."""
+    frac = Fraction(eps).limit_denominator(255)
+    if eps > 0 and frac.denominator == 255 and abs(float(frac) - eps) < 1e-12:
+        return f"{frac.numerator}/255"
+    return f"{eps:g}"
+
+
+def format_threat(norm: str, eps: float | None) -> str:
+    """``("linf", 8/255)`` -> ``"linf:8/255"``; the norm alone when eps is None."""
+    return norm if eps is None else f"{norm}:{format_eps(eps)}"

@@ -90,7 +90,8 @@ def test_no_records_is_a_clear_error(tmp_path: Path) -> None:
         build_report([{"format": "something else"}], tmp_path)
 
 
-TORCH_FREE_CORE = ("robustbench_lite.errors", "robustbench_lite.results", "robustbench_lite.files")
+TORCH_FREE_CORE = ("robustbench_lite.errors", "robustbench_lite.results", "robustbench_lite.files", "robustbench_lite.threat",
+                   "robustbench_lite.cliargs")
 
 
 def test_reports_imports_only_robustbench_lite_errors() -> None:
@@ -115,6 +116,7 @@ def _imports_torch(code: str) -> bool:
 
 @pytest.mark.slow
 def test_importing_reports_does_not_import_torch() -> None:
-    assert not _imports_torch("import robustbench_lite.errors, robustbench_lite.results, robustbench_lite.files")
+    assert not _imports_torch("import robustbench_lite.errors, robustbench_lite.results, robustbench_lite.files, "
+                              "robustbench_lite.threat")
     assert not _imports_torch("import robustbench_lite.reports, robustbench_lite.reports.cli, robustbench_lite.reports.report, "
                               "robustbench_lite.reports.store")
