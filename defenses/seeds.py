@@ -10,23 +10,15 @@ seed, then a ``mean`` and a ``std`` row (sample standard deviation, ddof = 1; 0 
 from __future__ import annotations
 
 import csv
-import io
-import math
 from pathlib import Path
 from typing import Sequence
 
 from robustbench_lite.checkpoint import read_checkpoint_dict
 from robustbench_lite.errors import BenchError
-from robustbench_lite.utils import atomic_write_text
+from robustbench_lite.files import atomic_write_text, csv_text
+from robustbench_lite.results import mean_std
 
 METRICS = ("heldout_clean", "heldout_pgd")
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
 def aggregate_seeds(out_dir: str | Path, seeds: Sequence[int]) -> Path:
@@ -47,16 +39,11 @@ def aggregate_seeds(out_dir: str | Path, seeds: Sequence[int]) -> Path:
         if missing:
             raise BenchError(f"{ckpt} has no {', '.join(missing)} in its last epoch.")
         rows.append({"seed": s, "epochs": int(last["epoch"]), **{k: float(last[k]) for k in METRICS}})
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["seed", "epochs", *METRICS], lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    stats = {k: _mean_std([float(r[k]) for r in rows]) for k in METRICS}  # type: ignore[arg-type]
-    w.writerow({"seed": "mean", "epochs": "", **{k: stats[k][0] for k in METRICS}})
-    w.writerow({"seed": "std", "epochs": "", **{k: stats[k][1] for k in METRICS}})
+    stats = {k: mean_std([float(r[k]) for r in rows]) for k in METRICS}  # type: ignore[arg-type]
+    rows.append({"seed": "mean", "epochs": "", **{k: stats[k][0] for k in METRICS}})
+    rows.append({"seed": "std", "epochs": "", **{k: stats[k][1] or 0.0 for k in METRICS}})
     path = out / "seeds.csv"
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, csv_text(rows, ["seed", "epochs", *METRICS]))
     return path
 
 

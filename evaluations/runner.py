@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 from robustbench_lite.errors import BenchError
 from robustbench_lite.progress import progress_bar
 from robustbench_lite.threat import ThreatModel
+from robustbench_lite.files import slug
 from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator
 
 from .attacks import Attack, predict
@@ -95,10 +95,6 @@ class Part:
 
 def task_key(label: str, norm: str, eps: float) -> str:
     return f"{label}@{norm}:{eps:.6g}"
-
-
-def _slug(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
 
 
 @dataclass
@@ -184,7 +180,7 @@ def _run_spec(counted: CountingModel, x: Tensor, y: Tensor, clean_correct: Tenso
     parts: list[Part] = []
     if attack.minimum_norm:
         key = task_key(spec.label, norm, max(eps_list))
-        path = ctx.out_dir / "parts" / f"{index:03d}_{_slug(spec.label)}_minnorm.json"
+        path = ctx.out_dir / "parts" / f"{index:03d}_{slug(spec.label)}_minnorm.json"
         base = _reuse(path, ctx)
         if base is None:
             todo = clean_correct.clone()
@@ -202,7 +198,7 @@ def _run_spec(counted: CountingModel, x: Tensor, y: Tensor, clean_correct: Tenso
     own_broken = torch.zeros(n, dtype=torch.bool, device=dev)
     for eps in eps_list:
         key = task_key(spec.label, norm, eps)
-        path = ctx.out_dir / "parts" / f"{index:03d}_{_slug(key)}.json"
+        path = ctx.out_dir / "parts" / f"{index:03d}_{slug(key)}.json"
         part = _reuse(path, ctx)
         if part is None:
             todo = clean_correct & ~own_broken

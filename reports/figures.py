@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,6 +25,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from robustbench_lite.files import slug
 
 from .baselines import curve_for_dataset, dataset_key, tradeoff_points
 from .records import RecordSummary, format_eps, model_name, summarize
@@ -48,13 +49,10 @@ class FigureFile:
     pdf: Path
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "figure"
-
-
 def save(fig: Figure, out_dir: Path, stem: str, kind: str, title: str) -> FigureFile:
     out_dir.mkdir(parents=True, exist_ok=True)
-    png, pdf = out_dir / f"{_slug(stem)}.png", out_dir / f"{_slug(stem)}.pdf"
+    name = slug(stem).strip("_") or "figure"
+    png, pdf = out_dir / f"{name}.png", out_dir / f"{name}.pdf"
     fig.savefig(png, dpi=130)
     fig.savefig(pdf, metadata={"CreationDate": None})
     return FigureFile(kind, title, png, pdf)

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os.path
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -33,6 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.results import mean_std
 
 from .ardist import Cubic, ardist_or_reason
 from .baselines import baseline_entries, curve_for_dataset, dataset_key, load_baselines
@@ -75,13 +74,6 @@ class Entry:
     def unreliable(self) -> bool:
         """A sanity check failed: its numbers cannot be trusted and it ranks after the others."""
         return bool(self.failed_checks)
-
-
-def _mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    if not v:
-        return None, None
-    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else None)
 
 
 def _group_key(s: RecordSummary) -> tuple[Any, ...]:
@@ -131,7 +123,7 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
         seeds = len({s.checkpoint_seed for s in members}) if len(members) > 1 else 1
         out.append(Entry(
             model=_group_name([s.model for s in members]), defense=first.defense, arch=first.arch,
-            dataset=first.dataset, threat=first.threat, values={m: _mean_std(v) for m, v in per_metric.items()},
+            dataset=first.dataset, threat=first.threat, values={m: mean_std(v) for m, v in per_metric.items()},
             sanity=("FAILED: " + ", ".join(failed_names) if failed else "ok") if has_checks else "not run",
             n="" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"), seeds=seeds,
             source="this run", records=tuple(members), failed_checks=failed, scopes=scopes,

@@ -7,13 +7,16 @@ an output path that cannot be written (one sentence, :class:`BenchError`).
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import hashlib
+import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BenchError
 
@@ -118,3 +121,20 @@ def describe_os_error(e: OSError) -> str | None:
     if name is None:
         return f"could not write the outputs: {reason}."
     return f"could not use {os.fsdecode(name)}: {reason}."
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """Rows (dicts) as CSV text with a header; a missing or None value is an empty cell, keys not
+    in ``columns`` are left out. The one CSV writer of the toolkit's outputs."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of ``text``: every run of characters other than letters, digits and
+    ``_.-`` becomes one ``_`` (part files are named so; resume finds them by these names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)

@@ -105,6 +105,16 @@ def mean_median(values: Iterable[float]) -> tuple[float | None, float | None]:
     return sum(v) / len(v), (v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2)
 
 
+def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the finite values (std None for fewer than two; both
+    None for none): how several seeds of one configuration are reported."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return None, None
+    m = sum(v) / len(v)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else None)
+
+
 def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[str, str],
                  norm: str, eps: float) -> list[dict[str, Any]]:
     """The ``summary`` of a record: the clean row, then one row per part, in suite order.
