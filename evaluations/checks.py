@@ -23,6 +23,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from robustbench_lite.results import worst_case
+
 from .attacks import ATTACKS
 from .losses import margin_loss
 
@@ -157,11 +159,8 @@ def result_checks(parts: Sequence[Any], clean: Sequence[bool], *, max_eps: dict[
 
 
 def _worst_white_box(parts: Sequence[Any], clean: Tensor, norm: str, eps: float) -> Tensor:
-    robust = clean.clone()
-    for p in parts:
-        if p.norm == norm and p.eps <= eps + 1e-12 and _is_white_box(p.attack):
-            robust &= torch.tensor(p.robust, dtype=torch.bool)
-    return robust
+    white = [p for p in parts if _is_white_box(p.attack)]
+    return torch.tensor(worst_case(clean.tolist(), white, norm, eps), dtype=torch.bool)
 
 
 def _black_box(parts: Sequence[Any], clean: Tensor) -> Check:
@@ -186,18 +185,21 @@ def _black_box(parts: Sequence[Any], clean: Tensor) -> Check:
     return _check("white_box_beats_black_box", True, "; ".join(notes) or "no point was attacked black-box")
 
 
-def _pgd_signature(p: Any) -> tuple[Any, ...]:
+def _signature(p: Any) -> tuple[Any, ...]:
+    """Runs of one attack that differ only in their budget: same registry name, norm, eps and loss."""
     c = p.config or {}
-    return (p.norm, round(p.eps, 9), c.get("loss", "ce"))
+    return (p.attack, p.norm, round(p.eps, 9), c.get("loss", "ce"))
 
 
 def _more_steps(parts: Sequence[Any]) -> Check:
-    pgds = [p for p in parts if p.attack == "pgd" and p.eps > 0 and (p.config or {}).get("steps")]
+    """Any iterative attack run twice at one threat (its config has ``steps``): more steps x
+    restarts must not leave clearly more points robust."""
+    pgds = [p for p in parts if p.eps > 0 and (p.config or {}).get("steps")]
     fails, compared = [], 0
     for a in pgds:
         for b in pgds:
             sa, sb = a.config["steps"] * a.config.get("restarts", 1), b.config["steps"] * b.config.get("restarts", 1)
-            if a is b or _pgd_signature(a) != _pgd_signature(b) or sb <= sa:
+            if a is b or _signature(a) != _signature(b) or sb <= sa:
                 continue
             common = torch.tensor(a.attacked, dtype=torch.bool) & torch.tensor(b.attacked, dtype=torch.bool)
             n = int(common.sum())
@@ -211,9 +213,9 @@ def _more_steps(parts: Sequence[Any]) -> Check:
                 fails.append(f"{b.key} ({sb} steps x restarts) {100 * acc_b:.1f}% > {a.key} ({sa}) {100 * acc_a:.1f}% "
                              f"on {n} common points")
     if fails:
-        return _check("more_steps_not_weaker", False, "; ".join(fails) + ": more PGD steps should never help the model")
-    return _check("more_steps_not_weaker", True, f"{compared} PGD pair(s) with more steps compared; none clearly weaker"
-                  if compared else "no two PGD runs at the same threat with different steps")
+        return _check("more_steps_not_weaker", False, "; ".join(fails) + ": more steps of the same attack should never help the model")
+    return _check("more_steps_not_weaker", True, f"{compared} pair(s) of one attack with more steps compared; none clearly weaker"
+                  if compared else "no attack run twice at the same threat with different steps")
 
 
 def _monotone(parts: Sequence[Any]) -> Check:
@@ -241,11 +243,8 @@ def _large_eps(parts: Sequence[Any], clean: Tensor, max_eps: dict[str, float]) -
         if not at:
             continue
         e = max(p.eps for p in at)
-        robust = clean.clone()
-        for p in parts:
-            if p.norm == norm and p.eps <= e + 1e-12:
-                robust &= torch.tensor(p.robust, dtype=torch.bool)
-        acc = 100 * robust.float().mean().item()
+        robust = worst_case(clean.tolist(), parts, norm, e)
+        acc = 100 * sum(robust) / max(len(robust), 1)
         note = f"worst case at {norm} eps {e:g}: {acc:.1f}%"
         notes.append(note)
         if acc > LARGE_EPS_MAX_ACC:

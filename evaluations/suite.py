@@ -61,7 +61,6 @@ class Suite:
     hash: str
     text: str
     checks: bool = False
-    surrogates: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -151,6 +150,5 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         hash=hashlib.sha256(text.encode()).hexdigest(),
         text=text,
         checks=bool(data.get("checks", False)),
-        surrogates=tuple(data.get("surrogates", ())),
         extra={"max_eps": {k: parse_eps(v) for k, v in max_eps.items()}} if max_eps else {},
     )
