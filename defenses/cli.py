@@ -1,61 +1,115 @@
-"""Subcommands contributed by ``defenses`` (collected by :mod:`robustbench_lite.cli` via ``ADDERS``).
+"""``bench`` subcommands of defenses: ``train``.
 
-``bench analyze``: the papers' model analyses (:mod:`evaluations.analyses`) on one checkpoint.
-Nothing heavy is imported at module level (``bench --help`` builds this parser).
+:func:`register` adds them to ``bench``'s subparsers (one ``add_<cmd>`` / ``cmd_<cmd>`` pair per
+command, see :mod:`robustbench_lite.cliargs`). Nothing heavy is imported at module level (``bench
+--help`` builds this parser): ``cmd_train`` loads the recipes when it runs, after checking its
+output folders.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any
+
+from robustbench_lite.cliargs import TRAIN_FILES, check_out_folder, check_threat_text, positive_int
+from robustbench_lite.errors import BenchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from robustbench_lite.cliargs import Subparsers
 
 
-ANALYZE_FILES = ("analyses.json", "frobenius.csv", "frobenius.png", "random_labels.csv", "random_labels.png",
-                 "hdh.csv", "hdh.png")
+def register(sub: Subparsers) -> None:
+    """Add ``train`` to ``bench``'s subparsers."""
+    add_train(sub)
 
 
-def add_analyze(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from robustbench_lite.cli import positive_int
-
-    p = sub.add_parser(
-        "analyze", help="analyse a checkpoint (weight norms, random-label fitting, entropy, similarity, sparsity, H-Delta-H)",
-        description="Model analyses from the ACT, ARREST and AFD papers. Writes frobenius.csv/png, "
-        "random_labels.csv/png, hdh.csv/png and analyses.json (a dict of scalar results) under --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint to analyse (one of ours)")
-    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/analyses)")
-    p.add_argument("--reference", default=None,
-                   help="checkpoint whose pre-pool representation the cosine similarity compares to (e.g. the natural model)")
-    p.add_argument("--n-examples", type=positive_int, default=1000,
-                   help="class-balanced training and test examples used by each analysis")
-    p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
-    p.add_argument("--random-label-epochs", type=positive_int, default=30,
-                   help="epochs of the 400-200 MLP fitted to random binary labels")
-    p.add_argument("--pgd-steps", type=positive_int, default=10, help="PGD steps for the adversarial features of the H-Delta-H estimate")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random labels, the MLPs and PGD")
+def add_train(sub: Subparsers) -> None:
+    p = sub.add_parser("train", help="train a defense and write checkpoints",
+                       description="Train a defense recipe. Settings come from the preset "
+                       "(defenses/presets/<defense>.toml, table = --preset or the dataset name); flags override them. "
+                       "Writes OUT/checkpoint.pt (every epoch, with optimizer and RNG state) and OUT/log.csv.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--defense", required=True, help="defense recipe name (natural, madry, ...)")
+    p.add_argument("--dataset", default=None,
+                   help="dataset name (mnist5k, cifar10, cifar100, synthetic); default: the preset's dataset, else mnist5k")
+    p.add_argument("--preset", default=None,
+                   help="preset table in defenses/presets/<defense>.toml (default: the dataset name, else mnist5k)")
+    p.add_argument("--arch", default=None, help="model architecture (registry name); default from the preset")
+    p.add_argument("--epochs", type=positive_int, default=None, help="number of epochs (default from the preset)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="training batch size (default from the preset)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default from the preset)")
+    p.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay (default from the preset)")
+    p.add_argument("--eps", default=None, help="training attack radius, e.g. 0.3 or 8/255 (default from the preset)")
+    p.add_argument("--attack-steps", type=positive_int, default=None, help="training attack PGD steps (default from the preset)")
+    p.add_argument("--attack-step-size", default=None, help="training attack step size (default from the preset)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe option, repeatable (e.g. beta=6 for trades, alpha=0.9 for act)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (init, data order, attacks)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="train one checkpoint per seed under OUT/seed<S>/ (overrides --seed)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt exactly where it stopped")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=cmd_analyze)
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="keep conv weights NCHW (default: channels_last, 1.1-1.4x faster small_cnn steps on the CPU)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for the training passes where the device runs bf16 natively (AMX/AVX512-BF16 "
+                   "CPUs, Ampere+ GPUs; else fp32); weights and evaluation stay fp32 (default from the preset)")
+    p.set_defaults(func=cmd_train)
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from robustbench_lite.cli import check_out_folder, note_n_examples
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise BenchError(f"--option {text!r} must look like KEY=VALUE.")
+    k, v = text.split("=", 1)
+    import json
 
-    out = Path(args.out) if args.out else Path(args.model).parent / "analyses"
-    check_out_folder(out, files=ANALYZE_FILES)
-    from evaluations.analyses import AnalysisOptions, analyze
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
 
-    res = analyze(args.model, out, AnalysisOptions(
-        n_examples=args.n_examples, reference=args.reference, member=args.member,
-        random_label_epochs=args.random_label_epochs, pgd_steps=args.pgd_steps, seed=args.seed,
-        device=args.device, data_dir=args.data_dir))
-    width = max(len(k) for k in res)
-    for k, v in res.items():
-        print(f"{k:<{width}}  {v:.4g}")
-    note_n_examples(args.n_examples, int(res["n_examples_test"]) if "n_examples_test" in res else None, None)
-    print(f"results: {out}")
+
+def cmd_train(args: argparse.Namespace) -> int:
+    seeds = args.seeds if args.seeds else [args.seed]
+    outs = [Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds]
+    if args.seeds:
+        check_out_folder(args.out, files=("seeds.csv",))
+    for out in outs:
+        check_out_folder(out, files=TRAIN_FILES)
+
+    from robustbench_lite.threat import parse_eps
+
+    from robustbench_lite.defenses import build_config, train
+
+    overrides: dict[str, Any] = {
+        "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay, "data_dir": args.data_dir, "dataset": args.dataset,
+        "channels_last": False if args.no_channels_last else None, "amp": args.amp,
+        "attack_eps": parse_eps(args.eps) if args.eps is not None else None,
+        "attack_steps": args.attack_steps,
+        "attack_step_size": parse_eps(args.attack_step_size) if args.attack_step_size is not None else None,
+    }
+    options = dict(_parse_option(o) for o in args.option)
+    configs = []
+    for seed in seeds:  # every setting is checked before the first seed trains
+        cfg = build_config(args.defense, args.preset or args.dataset or "mnist5k", {**overrides, "seed": seed})
+        if options:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, options={**cfg.options, **options})
+        configs.append(cfg)
+    if args.eps is not None:  # eps 0 trains without an attack (a natural baseline); a ball covering [0,1] is an error
+        check_threat_text(f"{configs[0].attack.norm}:{args.eps}", configs[0].dataset, flag="--eps", allow_zero=True)
+    for cfg, out in zip(configs, outs):
+        path = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+        print(f"checkpoint: {path}")
+    if args.seeds:
+        from .seeds import aggregate_seeds, format_seeds
+
+        table = aggregate_seeds(args.out, seeds)
+        print(format_seeds(table))
+        print(f"seeds: {table}")
     return 0
-
-
-ADDERS: list[Callable[[argparse._SubParsersAction], None]] = [add_analyze]  # type: ignore[type-arg]

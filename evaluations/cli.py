@@ -1,18 +1,110 @@
-"""``bench`` subcommands contributed by evaluations: ``merge`` (joins ``bench eval --shard`` folders) and ``transfer``.
+"""``bench`` subcommands of evaluations: ``eval``, ``merge`` (joins ``bench eval --shard`` folders),
+``transfer`` and ``analyze``.
 
-The core CLI calls every function in :data:`ADDERS` with its subparsers object. Nothing heavy is
-imported at module level (``bench --help`` builds these parsers); each command imports what it
-needs when it runs and checks its output folder before any work.
+:func:`register` adds them to ``bench``'s subparsers (one ``add_<cmd>`` / ``cmd_<cmd>`` pair per
+command, see :mod:`robustbench_lite.cliargs`). Nothing heavy is imported at module level (``bench
+--help`` builds these parsers); each command imports what it needs when it runs and checks its
+output paths before any work. ``bench eval`` records its result in the leaderboard store
+(:mod:`robustbench_lite.reports.store`, imported when the command runs).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
+
+from robustbench_lite.cliargs import (EVAL_FILES, check_out_folder, check_threat_text, checkpoint_dataset,
+                                      format_summary, note, note_n_examples, positive_int)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from robustbench_lite.cliargs import Subparsers
+
+ANALYZE_FILES = ("analyses.json", "frobenius.csv", "frobenius.png", "random_labels.csv", "random_labels.png",
+                 "hdh.csv", "hdh.png")
 
 
-def add_merge(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
+    """Add ``eval``, ``merge``, ``transfer`` and ``analyze`` to ``bench``'s subparsers."""
+    add_eval(sub)
+    add_merge(sub)
+    add_transfer(sub)
+    add_analyze(sub)
+
+
+# -- eval -----------------------------------------------------------------------------------------
+
+def add_eval(sub: Subparsers) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint with an attack suite",
+                       description="Evaluate a checkpoint with a suite (evaluations/suites/<name>.toml or your own TOML). "
+                       "Writes per_example.csv, summary.csv, sweeps.csv, result.json and parts/ under --out.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint file (ours, or a plain state_dict with --arch and --dataset)")
+    p.add_argument("--suite", default="quick", help="suite name (quick, full, ...) or path to a .toml file")
+    p.add_argument("--n-examples", type=positive_int, default=None,
+                   help="evaluate a fixed class-balanced subset of N test examples (round-robin over classes); default all")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="attack batch size (default: 128 on a CPU, 256 on a GPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--seed", type=int, default=0, help="seed for every attack's randomness")
+    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>)")
+    p.add_argument("--threat", default=None, help="threat model, e.g. linf:8/255 or l2:0.5 (default: the checkpoint's)")
+    p.add_argument("--resume", action="store_true", help="reuse finished (attack, eps) parts in --out")
+    p.add_argument("--all-points", action="store_true",
+                   help="run every attack on every clean-correct point (exact per-attack accuracy) instead of cascading")
+    p.add_argument("--arch", default=None, help="architecture for a plain state_dict: registry name, module:callable or file.py:callable")
+    p.add_argument("--dataset", default=None, help="dataset for a plain state_dict (or to override the checkpoint's)")
+    p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
+    p.add_argument("--db", default="runs/leaderboard.sqlite", help="leaderboard database the result is recorded in")
+    p.add_argument("--no-db", action="store_true", help="do not record the result in the leaderboard database")
+    p.add_argument("--shard", default=None, metavar="I/K",
+                   help="evaluate the I-th (0-based) of K contiguous shards of the examples into its own folder "
+                   "(not recorded in the leaderboard); join the folders with `bench merge`")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="evaluate with NCHW conv weights (default: channels_last where the model runs in it; faster, "
+                   "same numbers to float rounding)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import EvalOptions, evaluate, parse_shard
+
+    out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{Path(args.suite).stem}"
+    if args.shard and not args.out:
+        i, k = parse_shard(args.shard)
+        out = out.with_name(f"{out.name}-shard{i}of{k}")
+    check_out_folder(out, files=EVAL_FILES)
+    check_out_folder(out / "parts")
+    record = not args.no_db and not args.shard  # a shard is partial: record the merged result instead
+    if record:
+        from robustbench_lite.reports.store import add_record, check_store
+
+        check_store(args.db)
+    if args.threat:
+        check_threat_text(args.threat, args.dataset or checkpoint_dataset(args.model))
+    opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
+                       seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
+                       data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset, shard=args.shard,
+                       channels_last=not args.no_channels_last)
+    try:
+        rec = evaluate(args.model, out, opts)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
+        return 130
+    print(format_summary(rec))
+    note_n_examples(args.n_examples, (rec.get("shard") or {}).get("n_total", rec.get("n")),
+                    (rec.get("checkpoint") or {}).get("dataset"))
+    if record:
+        add_record(args.db, rec, result_path=str(out / "result.json"))
+        print(f"recorded in {args.db}")
+    print(f"results: {out}")
+    return 0
+
+
+# -- merge ----------------------------------------------------------------------------------------
+
+def add_merge(sub: Subparsers) -> None:
     p = sub.add_parser("merge", help="merge the folders of sharded evaluations",
                        description="Join the folders of `bench eval --shard i/k` runs by example index into the "
                        "outputs of one unsharded run (parts/, per_example.csv, summary.csv, sweeps.csv, checks.json, "
@@ -23,8 +115,6 @@ def add_merge(sub: Any) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from robustbench_lite.cli import EVAL_FILES, check_out_folder, format_summary
-
     check_out_folder(args.out, files=EVAL_FILES)
     check_out_folder(Path(args.out) / "parts")
     from .evaluate import merge
@@ -35,9 +125,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_transfer(sub: Any) -> None:
-    from robustbench_lite.cli import positive_int
+# -- transfer -------------------------------------------------------------------------------------
 
+def add_transfer(sub: Subparsers) -> None:
     p = sub.add_parser("transfer", help="black-box transfer matrix between checkpoints",
                        description="PGD examples crafted on each surrogate, evaluated on each target. transfer.csv: "
                        "success rate in %% among the target's clean-correct points (ACT Table 3; lower = more robust).",
@@ -59,8 +149,6 @@ def add_transfer(sub: Any) -> None:
 def cmd_transfer(args: argparse.Namespace) -> int:
     import json
 
-    from robustbench_lite.cli import check_out_folder, note, note_n_examples
-
     from .transfer import OUT_FILES, transfer_matrix
 
     check_out_folder(args.out, files=OUT_FILES)
@@ -77,4 +165,43 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-ADDERS: list[Callable[[Any], None]] = [add_merge, add_transfer]
+# -- analyze --------------------------------------------------------------------------------------
+
+def add_analyze(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "analyze", help="analyse a checkpoint (weight norms, random-label fitting, entropy, similarity, sparsity, H-Delta-H)",
+        description="Model analyses from the ACT, ARREST and AFD papers. Writes frobenius.csv/png, "
+        "random_labels.csv/png, hdh.csv/png and analyses.json (a dict of scalar results) under --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint to analyse (one of ours)")
+    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/analyses)")
+    p.add_argument("--reference", default=None,
+                   help="checkpoint whose pre-pool representation the cosine similarity compares to (e.g. the natural model)")
+    p.add_argument("--n-examples", type=positive_int, default=1000,
+                   help="class-balanced training and test examples used by each analysis")
+    p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
+    p.add_argument("--random-label-epochs", type=positive_int, default=30,
+                   help="epochs of the 400-200 MLP fitted to random binary labels")
+    p.add_argument("--pgd-steps", type=positive_int, default=10, help="PGD steps for the adversarial features of the H-Delta-H estimate")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random labels, the MLPs and PGD")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(func=cmd_analyze)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path(args.model).parent / "analyses"
+    check_out_folder(out, files=ANALYZE_FILES)
+    from .analyses import AnalysisOptions, analyze
+
+    res = analyze(args.model, out, AnalysisOptions(
+        n_examples=args.n_examples, reference=args.reference, member=args.member,
+        random_label_epochs=args.random_label_epochs, pgd_steps=args.pgd_steps, seed=args.seed,
+        device=args.device, data_dir=args.data_dir))
+    width = max(len(k) for k in res)
+    for k, v in res.items():
+        print(f"{k:<{width}}  {v:.4g}")
+    note_n_examples(args.n_examples, int(res["n_examples_test"]) if "n_examples_test" in res else None, None)
+    print(f"results: {out}")
+    return 0

@@ -1,17 +1,17 @@
-"""``bench`` subcommands of the reports package: ardist, leaderboard, report, export.
+"""``bench`` subcommands of reports: ardist, leaderboard, report, export.
 
-Each command has ``add_arguments_<name>(parser)`` and ``run_<name>(args) -> int``; the ``bench``
-entry point wires them into argparse subparsers and turns a :class:`BenchError` into one line on
-stderr. These functions print (they are the CLI); everything else in ``reports`` logs.
+:func:`register` adds them to ``bench``'s subparsers (one ``add_<cmd>`` / ``cmd_<cmd>`` pair per
+command, see :mod:`robustbench_lite.cliargs`); ``bench`` turns a :class:`BenchError` into one line
+on stderr. These functions print (they are the CLI); everything else in ``reports`` logs.
 
 Example::
 
     sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("ardist", help="ARDist and Sum of one (clean, robust) point")
-    add_arguments_ardist(p)
-    p.set_defaults(func=run_ardist)
+    register(sub)
+    args = parser.parse_args(["ardist", "--clean", "87.14", "--robust", "44.04"])
+    args.func(args)
 
-Building the parser imports only what the options' help needs; each ``run_<name>`` imports its
+Building the parser imports only what the options' help needs; each ``cmd_<cmd>`` imports its
 heavy parts (pandas, matplotlib) when it runs, and checks its output path before any work.
 """
 from __future__ import annotations
@@ -19,40 +19,23 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
+from robustbench_lite.cliargs import check_out_folder
 from robustbench_lite.errors import BenchError
 
 from .store import DEFAULT_DB  # store imports pandas only when it builds a DataFrame
 
-
-def _percent(name: str, value: float) -> float:
-    if not math.isfinite(value) or not 0.0 <= value <= 100.0:
-        raise BenchError(f"--{name} must be an accuracy in percent between 0 and 100, got {value!r}.")
-    return value
+if TYPE_CHECKING:  # pragma: no cover
+    from robustbench_lite.cliargs import Subparsers
 
 
-def add_arguments_ardist(parser: argparse.ArgumentParser) -> None:
-    """``bench ardist --clean 87.14 --robust 44.04 --curve cifar10``."""
-    from .ardist import published_fit_names
-
-    parser.add_argument("--clean", type=float, required=True, metavar="PCT",
-                        help="standard (clean) accuracy in percent, e.g. 87.14")
-    parser.add_argument("--robust", type=float, required=True, metavar="PCT",
-                        help="robust (AutoAttack) accuracy in percent, e.g. 44.04")
-    parser.add_argument("--curve", default="cifar10", metavar="NAME|FILE.csv",
-                        help=f"tradeoff curve: a published ARREST fit ({', '.join(published_fit_names())}) or a CSV "
-                             "file of points with columns clean,robust to fit a cubic to (default: cifar10)")
-
-
-def run_ardist(args: argparse.Namespace) -> int:
-    from .ardist import accuracy_sum, ardist, resolve_curve
-
-    clean, robust = _percent("clean", args.clean), _percent("robust", args.robust)
-    curve = resolve_curve(args.curve)
-    print(f"ARDist: {ardist(clean, robust, curve):.3f}  (curve {curve.name}: {curve})")
-    print(f"Sum: {accuracy_sum(clean, robust):.2f}")
-    return 0
+def register(sub: Subparsers) -> None:
+    """Add ``ardist``, ``leaderboard``, ``report`` and ``export`` to ``bench``'s subparsers."""
+    add_ardist(sub)
+    add_leaderboard(sub)
+    add_report(sub)
+    add_export(sub)
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -66,26 +49,65 @@ def _add_baselines(parser: argparse.ArgumentParser) -> None:
                              "table, architecture, std, norm, eps, setting, source, note), added to the published ones")
 
 
-def add_arguments_leaderboard(parser: argparse.ArgumentParser) -> None:
+# -- ardist ---------------------------------------------------------------------------------------
+
+def _percent(name: str, value: float) -> float:
+    if not math.isfinite(value) or not 0.0 <= value <= 100.0:
+        raise BenchError(f"--{name} must be an accuracy in percent between 0 and 100, got {value!r}.")
+    return value
+
+
+def add_ardist(sub: Subparsers) -> None:
+    """``bench ardist --clean 87.14 --robust 44.04 --curve cifar10``."""
+    from .ardist import published_fit_names
+
+    p = sub.add_parser("ardist", help="print ARDist and Sum of a (clean, robust) accuracy point against a tradeoff curve",
+                       description="Print ARDist and Sum of a (clean, robust) accuracy point against a tradeoff curve.")
+    p.add_argument("--clean", type=float, required=True, metavar="PCT",
+                   help="standard (clean) accuracy in percent, e.g. 87.14")
+    p.add_argument("--robust", type=float, required=True, metavar="PCT",
+                   help="robust (AutoAttack) accuracy in percent, e.g. 44.04")
+    p.add_argument("--curve", default="cifar10", metavar="NAME|FILE.csv",
+                   help=f"tradeoff curve: a published ARREST fit ({', '.join(published_fit_names())}) or a CSV "
+                        "file of points with columns clean,robust to fit a cubic to (default: cifar10)")
+    p.set_defaults(func=cmd_ardist)
+
+
+def cmd_ardist(args: argparse.Namespace) -> int:
+    from .ardist import accuracy_sum, ardist, resolve_curve
+
+    clean, robust = _percent("clean", args.clean), _percent("robust", args.robust)
+    curve = resolve_curve(args.curve)
+    print(f"ARDist: {ardist(clean, robust, curve):.3f}  (curve {curve.name}: {curve})")
+    print(f"Sum: {accuracy_sum(clean, robust):.2f}")
+    return 0
+
+
+# -- leaderboard ----------------------------------------------------------------------------------
+
+def add_leaderboard(sub: Subparsers) -> None:
     """``bench leaderboard [--db PATH] [--dataset D] [--threat T] [--with-baselines] ...``."""
     from .render import DEFAULT_SORT, FORMATS, SORT_COLUMNS
 
-    _add_db(parser)
-    parser.add_argument("--dataset", default=None, metavar="D",
-                        help="only this dataset, e.g. cifar10 or mnist5k (default: all)")
-    parser.add_argument("--threat", default=None, metavar="T",
-                        help='only this threat model, e.g. "linf:8/255" or "l2:0.5" (default: all)')
-    parser.add_argument("--with-baselines", action="store_true",
-                        help="merge in the published results for the same datasets and threats, marked as published")
-    _add_baselines(parser)
-    parser.add_argument("--sort", default=DEFAULT_SORT, metavar="COLUMN",
-                        help=f"column to rank by (default: {DEFAULT_SORT}, the worst-case robust accuracy; entries with "
-                        f"a failed sanity check rank last); one of {', '.join(SORT_COLUMNS)}")
-    parser.add_argument("--format", dest="fmt", default="table", choices=FORMATS,
-                        help="output format (default: table)")
+    p = sub.add_parser("leaderboard", help="rank the stored results, optionally with the published baselines",
+                       description="Rank the stored results, optionally with the published baselines.")
+    _add_db(p)
+    p.add_argument("--dataset", default=None, metavar="D",
+                   help="only this dataset, e.g. cifar10 or mnist5k (default: all)")
+    p.add_argument("--threat", default=None, metavar="T",
+                   help='only this threat model, e.g. "linf:8/255" or "l2:0.5" (default: all)')
+    p.add_argument("--with-baselines", action="store_true",
+                   help="merge in the published results for the same datasets and threats, marked as published")
+    _add_baselines(p)
+    p.add_argument("--sort", default=DEFAULT_SORT, metavar="COLUMN",
+                   help=f"column to rank by (default: {DEFAULT_SORT}, the worst-case robust accuracy; entries with "
+                   f"a failed sanity check rank last); one of {', '.join(SORT_COLUMNS)}")
+    p.add_argument("--format", dest="fmt", default="table", choices=FORMATS,
+                   help="output format (default: table)")
+    p.set_defaults(func=cmd_leaderboard)
 
 
-def run_leaderboard(args: argparse.Namespace) -> int:
+def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .baselines import load_baselines
     from .leaderboard import leaderboard
 
@@ -95,18 +117,21 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments_report(parser: argparse.ArgumentParser) -> None:
+# -- report ---------------------------------------------------------------------------------------
+
+def add_report(sub: Subparsers) -> None:
     """``bench report [--db PATH] [--out DIR] [--baselines EXTRA.csv ...]``."""
-    _add_db(parser)
-    parser.add_argument("--out", type=Path, default=Path("runs") / "report", metavar="DIR",
-                        help="folder for report.md, index.html and the figures (default: runs/report)")
-    _add_baselines(parser)
+    p = sub.add_parser("report", help="write a Markdown and HTML report with figures from the stored results",
+                       description="Write a Markdown and HTML report with figures from the stored results.")
+    _add_db(p)
+    p.add_argument("--out", type=Path, default=Path("runs") / "report", metavar="DIR",
+                   help="folder for report.md, index.html and the figures (default: runs/report)")
+    _add_baselines(p)
+    p.set_defaults(func=cmd_report)
 
 
-def run_report(args: argparse.Namespace) -> int:
-    from robustbench_lite.files import check_output_path
-
-    check_output_path(args.out, kind="folder", files=("report.md", "index.html"))
+def cmd_report(args: argparse.Namespace) -> int:
+    check_out_folder(args.out, files=("report.md", "index.html"))
     from .baselines import load_baselines
     from .report import build_report
     from .store import load_records
@@ -116,14 +141,19 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments_export(parser: argparse.ArgumentParser) -> None:
+# -- export ---------------------------------------------------------------------------------------
+
+def add_export(sub: Subparsers) -> None:
     """``bench export --db PATH --out file.csv``."""
-    _add_db(parser)
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.csv",
-                        help="CSV file to write, one row per stored result (typed columns, no record JSON)")
+    p = sub.add_parser("export", help="export the results store to a CSV file",
+                       description="Export the results store to a CSV file.")
+    _add_db(p)
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.csv",
+                   help="CSV file to write, one row per stored result (typed columns, no record JSON)")
+    p.set_defaults(func=cmd_export)
 
 
-def run_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     from robustbench_lite.files import check_output_path
 
     from .store import export_csv
@@ -132,26 +162,3 @@ def run_export(args: argparse.Namespace) -> int:
     out = export_csv(args.db, args.out)
     print(f"wrote {out}")
     return 0
-
-
-def _adder(name: str, help_text: str, add: Callable[[argparse.ArgumentParser], None],
-           run: Callable[[argparse.Namespace], int]) -> Callable[[Any], None]:
-    def adder(sub: Any) -> None:
-        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        add(p)
-        p.set_defaults(func=run)
-
-    adder.__name__ = f"add_{name}"
-    return adder
-
-
-# Picked up by robustbench_lite.cli (``rcli.ADDERS``): each takes the argparse subparsers object.
-ADDERS: list[Callable[[Any], None]] = [
-    _adder("ardist", "print ARDist and Sum of a (clean, robust) accuracy point against a tradeoff curve",
-           add_arguments_ardist, run_ardist),
-    _adder("leaderboard", "rank the stored results, optionally with the published baselines",
-           add_arguments_leaderboard, run_leaderboard),
-    _adder("report", "write a Markdown and HTML report with figures from the stored results",
-           add_arguments_report, run_report),
-    _adder("export", "export the results store to a CSV file", add_arguments_export, run_export),
-]

@@ -116,7 +116,7 @@ def test_train_then_eval_end_to_end(capsys, tmp_path):
     code, out, err = _run(capsys, "eval", "--model", str(run / "checkpoint.pt"), "--suite", "quick",
                           "--n-examples", "20", "--out", str(ev), "--db", str(tmp_path / "lb.sqlite"))
     assert code == 0, err
-    from reports.store import load_records
+    from robustbench_lite.reports.store import load_records
 
     assert [r["checkpoint"]["sha256"] for r in load_records(tmp_path / "lb.sqlite")] == [
         json.loads((ev / "result.json").read_text())["checkpoint"]["sha256"]]
@@ -146,7 +146,7 @@ def test_train_then_eval_end_to_end(capsys, tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    from defenses import build_config, train
+    from robustbench_lite.defenses import build_config, train
 
     cfg = build_config("madry", "mnist5k", {"dataset": "synthetic", "epochs": 2, "eval_n": 16,
                                              "attack_steps": 2})

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from robustbench_lite import progress
-from robustbench_lite.cli import build_parser, format_summary, main
+from robustbench_lite.cli import build_parser, main
+from robustbench_lite.cliargs import format_summary
 from robustbench_lite.errors import BenchError
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import check_output_path
@@ -209,9 +210,8 @@ def _raising_evaluate(exc):
     (OSError(errno.ENOSPC, "No space left on device"), "no space left on device"),
 ])
 def test_os_error_of_the_users_disk_is_one_sentence(capsys, tmp_path, monkeypatch, exc, needle):
-    import evaluations.evaluate
-
-    monkeypatch.setattr(evaluations.evaluate, "evaluate", _raising_evaluate(exc))
+    import robustbench_lite.evaluations.evaluate
+    monkeypatch.setattr(robustbench_lite.evaluations.evaluate, "evaluate", _raising_evaluate(exc))
     code, _, err = _run(capsys, "eval", "--model", tmp_path / "m.pt", "--out", tmp_path / "ev", "--no-db")
     _one_clear_error(code, err, needle)
 
@@ -219,9 +219,8 @@ def test_os_error_of_the_users_disk_is_one_sentence(capsys, tmp_path, monkeypatc
 @pytest.mark.parametrize("exc", [OSError("an internal failure without a file"),
                                  OSError(errno.EIO, "Input/output error", "x"), ValueError("a bug")])
 def test_other_errors_keep_their_traceback(tmp_path, monkeypatch, exc):
-    import evaluations.evaluate
-
-    monkeypatch.setattr(evaluations.evaluate, "evaluate", _raising_evaluate(exc))
+    import robustbench_lite.evaluations.evaluate
+    monkeypatch.setattr(robustbench_lite.evaluations.evaluate, "evaluate", _raising_evaluate(exc))
     with pytest.raises(type(exc)):
         main(["eval", "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "ev"), "--no-db"])
 
@@ -287,15 +286,14 @@ def _record(n=64, clean=100.0, cascade=False, attacked=(64, 64), exact=None, dat
 @pytest.mark.parametrize("threat,noted", [("linf:0.3", False), ("l2:2", False), ("linf:0.6", True)])
 def test_eval_sensible_threat_runs_and_a_huge_one_is_noted(capsys, tmp_path, monkeypatch, synthetic_ckpt, threat,
                                                            noted):
-    import evaluations.evaluate
-
+    import robustbench_lite.evaluations.evaluate
     seen = {}
 
     def fake(model, out, opts):
         seen["threat"] = opts.threat
         return _record()
 
-    monkeypatch.setattr(evaluations.evaluate, "evaluate", fake)
+    monkeypatch.setattr(robustbench_lite.evaluations.evaluate, "evaluate", fake)
     code, _, err = _run(capsys, "eval", "--model", synthetic_ckpt, "--threat", threat, "--out", tmp_path / "ev",
                         "--no-db")
     assert code == 0, err
@@ -320,9 +318,8 @@ def test_n_examples_beyond_the_split_is_a_note_and_n_is_the_real_count(capsys, c
 
 
 def test_n_examples_within_the_split_has_no_note(capsys, tmp_path, monkeypatch, synthetic_ckpt):
-    import evaluations.evaluate
-
-    monkeypatch.setattr(evaluations.evaluate, "evaluate", lambda model, out, opts: _record(n=64))
+    import robustbench_lite.evaluations.evaluate
+    monkeypatch.setattr(robustbench_lite.evaluations.evaluate, "evaluate", lambda model, out, opts: _record(n=64))
     code, _, err = _run(capsys, "eval", "--model", synthetic_ckpt, "--n-examples", "64", "--out", tmp_path / "ev",
                         "--no-db")
     assert code == 0 and "bench: note:" not in err, err
@@ -366,24 +363,20 @@ def test_no_progress_turns_the_bars_off_for_the_command_only(capsys, tmp_path, m
     fake = _stop_and_record(seen)
     ck = str(tmp_path / "m.pt")
     if command == "eval":
-        import evaluations.evaluate
-
-        monkeypatch.setattr(evaluations.evaluate, "evaluate", fake)
+        import robustbench_lite.evaluations.evaluate
+        monkeypatch.setattr(robustbench_lite.evaluations.evaluate, "evaluate", fake)
         argv = ["eval", "--model", ck, "--out", tmp_path / "o", "--no-db"]
     elif command == "transfer":
-        import evaluations.transfer
-
-        monkeypatch.setattr(evaluations.transfer, "transfer_matrix", fake)
+        import robustbench_lite.evaluations.transfer
+        monkeypatch.setattr(robustbench_lite.evaluations.transfer, "transfer_matrix", fake)
         argv = ["transfer", "--surrogates", ck, "--targets", ck, "--out", tmp_path / "o"]
     elif command == "analyze":
-        import evaluations.analyses
-
-        monkeypatch.setattr(evaluations.analyses, "analyze", fake)
+        import robustbench_lite.evaluations.analyses
+        monkeypatch.setattr(robustbench_lite.evaluations.analyses, "analyze", fake)
         argv = ["analyze", "--model", ck, "--out", tmp_path / "o"]
     else:
-        import defenses
-
-        monkeypatch.setattr(defenses, "train", fake)
+        import robustbench_lite.defenses
+        monkeypatch.setattr(robustbench_lite.defenses, "train", fake)
         argv = (["demo", "--defenses", "natural", "--out", tmp_path / "o"] if command == "demo" else
                 ["train", "--defense", "natural", "--dataset", "synthetic", "--preset", "mnist5k", "--out", tmp_path / "o"])
     monkeypatch.setattr(progress, "_enabled", None)
@@ -431,20 +424,83 @@ def test_help_imports_no_pandas_or_matplotlib():
 
 
 def test_a_subcommand_module_that_fails_to_import_is_not_silently_dropped(monkeypatch):
-    import reports
-
-    monkeypatch.delattr(reports, "cli", raising=False)
-    monkeypatch.setitem(sys.modules, "reports.cli", None)  # importing it now raises ImportError
+    import robustbench_lite.reports
+    monkeypatch.delattr(robustbench_lite.reports, "cli", raising=False)
+    monkeypatch.setitem(sys.modules, "robustbench_lite.reports.cli", None)  # importing it now raises ImportError
     with pytest.raises(ImportError):
         build_parser()
 
 
+@pytest.mark.parametrize("package,commands", [
+    ("defenses", ["train"]),
+    ("evaluations", ["eval", "merge", "transfer", "analyze"]),
+    ("reports", ["ardist", "leaderboard", "report", "export"]),
+])
+def test_each_package_registers_the_commands_that_run_its_code(package, commands):
+    import argparse
+    import importlib
+
+    sub = argparse.ArgumentParser(prog="bench").add_subparsers(dest="command")
+    importlib.import_module(f"robustbench_lite.{package}.cli").register(sub)
+    assert list(sub.choices) == commands
+    assert all(callable(p.get_default("func")) for p in sub.choices.values())
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("evaluations", "defenses", "reports")
+
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """Every module ``path`` imports anywhere (functions included), absolute; ``importlib.import_module``
+    of a string literal counts too."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.add(node.args[0].value)
+    return found
+
+
+def _in(modules: set[str], prefixes: list[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def test_the_core_imports_no_package_and_no_package_cli_imports_the_front_door():
+    """The ground floor (robustbench_lite's own modules but the front door: cli.py, __init__.py,
+    __main__.py) imports none of evaluations, defenses, reports, not even lazily; the packages' CLIs
+    take their shared helpers from robustbench_lite.cliargs, never from robustbench_lite.cli."""
+    upward = [f"robustbench_lite.{p}" for p in PACKAGES] + list(PACKAGES)
+    core = [p for p in (ROOT / "robustbench_lite").rglob("*.py")
+            if p.relative_to(ROOT).as_posix() not in ("robustbench_lite/cli.py", "robustbench_lite/__init__.py",
+                                                       "robustbench_lite/__main__.py")]
+    assert any(p.name == "cliargs.py" for p in core)
+    for path in core:
+        package = ".".join(path.relative_to(ROOT).parts[:-1])  # what a relative import starts from
+        assert _in(_imported_modules(path, package), upward) == [], path
+    for name in PACKAGES:
+        path = ROOT / name / "cli.py"
+        found = _imported_modules(path, f"robustbench_lite.{name}")
+        assert _in(found, ["robustbench_lite.cli"]) == [], path
+        assert "robustbench_lite.cliargs" in found, path
+
+
 def test_defenses_stay_lazy_yet_complete():
-    """`from defenses import cli` (the parser) loads no recipe; any public name loads them all."""
+    """`from robustbench_lite.defenses import cli` (the parser) loads no recipe; any public name loads them all."""
     code = ("import sys\n"
-            "from defenses import cli\n"
+            "from robustbench_lite.defenses import cli\n"
             "print('torch' in sys.modules)\n"
-            "from defenses import DEFENSES\n"
+            "from robustbench_lite.defenses import DEFENSES\n"
             "print(' '.join(DEFENSES.names()))\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[1])
