@@ -15,10 +15,8 @@ shard folders by example index into the outputs of the unsharded run.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,17 +30,16 @@ from robustbench_lite.checkpoint import Checkpoint, load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
-from robustbench_lite.utils import (atomic_write_json, atomic_write_text, default_batch_size, library_versions,
+from robustbench_lite.utils import (atomic_write_json, default_batch_size, library_versions,
                                    frozen, resolve_device, set_channels_last, sha256_file)
 
 from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
 from .metrics import normalized_auc
-from .runner import Part, RunContext, run_tasks, write_per_example
+from .runner import Part, RunContext, run_tasks, task_key
 from .suite import Suite, load_suite
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = list(results.SUMMARY_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -176,7 +173,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     })
     if shard_info:
         record["shard"] = shard_info
-    write_outputs(out, record, clean, parts)
+    results.write_outputs(out, record, clean, parts)
     return record
 
 
@@ -206,20 +203,6 @@ def make_fingerprint(suite: Suite, seed: int, n_total: int, sha: str | None, mem
     """What must match for a finished part on disk to be reused (resume, merge)."""
     return {"suite": suite.hash, "seed": seed, "n": n_total, "checkpoint": sha, "member": member,
             "threat": threat.to_dict(), "cascade": cascade, "batch_size": batch_size, "shard": shard}
-
-
-def write_outputs(out: Path, record: dict[str, Any], clean: list[bool], parts: list[Part]) -> None:
-    record["transfer"] = [{"surrogate": r.get("surrogate"), "target": (record.get("checkpoint") or {}).get("path"),
-                           "norm": r["norm"], "eps": r["eps"], "n": r["attacked"], "success_rate": r.get("success_rate")}
-                          for r in record["attacks"] if r["kind"] == results.TRANSFER]
-    if not record["transfer"]:
-        del record["transfer"]
-    write_per_example(out / "per_example.csv", record["indices"], record["labels"], clean, parts)
-    atomic_write_text(out / "summary.csv", summary_csv(record))
-    atomic_write_text(out / "sweeps.csv", sweeps_csv(record))
-    if record.get("checks"):
-        atomic_write_json(out / "checks.json", record["checks"])
-    atomic_write_json(out / "result.json", record)
 
 
 def attack_kinds(parts: list[Part]) -> dict[str, str]:
@@ -257,31 +240,12 @@ def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> d
             "summary": rows, "sweeps": sweeps, "checks": []}
 
 
-def _csv(rows: list[dict[str, Any]], cols: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
-    return buf.getvalue()
-
-
-def summary_csv(record: dict[str, Any]) -> str:
-    return _csv(record["summary"], SUMMARY_COLUMNS)
-
-
-def sweeps_csv(record: dict[str, Any]) -> str:
-    return _csv(record["sweeps"], ["label", "attack", "norm", "eps", "exact", "accuracy", "auc"])
-
-
 def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     """Join the folders of ``bench eval --shard i/k`` runs by example index into ``out_dir``: the
     same parts, per_example.csv, summary.csv, sweeps.csv, checks.json and result.json as the
     unsharded run. Result checks are recomputed on the merged parts; the model checks are those
     of the first shard (an unsharded run samples its first examples, which the first shard holds)."""
     import json
-
-    from torch import nn
 
     from .suite import parse_suite
 
@@ -318,6 +282,7 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     parts_out.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name for p in (recs[0][1] / "parts").glob("*.json"))
     fingerprint = None
+    by_key: dict[str, Part] = {}
     for name in names:
         merged: dict[str, Any] | None = None
         for _, d, _rec in recs:
@@ -340,19 +305,21 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
             for k in ("seconds", "forwards", "backwards"):
                 merged[k] += part[k]
         atomic_write_json(parts_out / name, {"fingerprint": fingerprint, "part": merged})
+        if not name.endswith("_minnorm.json"):  # a minimum-norm run itself; its radii have their own parts
+            by_key[merged["key"]] = Part.from_json(merged)
+    # the parts of the result, in its order: each row of the shards' result.json names one
+    wanted = [task_key(r.get("label", r["attack"]), r["norm"], r["eps"]) for r in first["attacks"]]
+    missing = [k for k in ["clean", *wanted] if k not in by_key]
+    if missing:
+        raise BenchError(f"the shards have no finished part for {', '.join(missing[:3])}: they were made by an older "
+                         "version; rerun each shard with --resume, then merge.")
+    clean_part, parts = by_key["clean"], [by_key[k] for k in wanted]
+    clean, labels = clean_part.robust, [v for _, _, rec in recs for v in rec["labels"]]
     suite = parse_suite(first["suite"]["text"], default_name=first["suite"]["name"])
     threat = ThreatModel.from_dict(first["threat"])
-    spec = get_dataset(first["checkpoint"]["dataset"])
-    all_points = suite.cascade and not first["suite"]["cascade"]
-    ctx = RunContext(suite, threat, first["seed"], first["batch_size"], out, fingerprint or {}, resume=True,
-                     cascade=False if all_points else None,
-                     standard_eps=spec.standard_eps(), reuse_only=True)
-    labels = [v for _, _, rec in recs for v in rec["labels"]]
-    y = torch.tensor(labels)
-    clean, parts = run_tasks(nn.Identity(), torch.zeros(n_total, 1), y, ctx)
     record = build_record(clean, parts, threat)
     record["checks"] = [c for c in first.get("checks", []) if c["name"] in MODEL_CHECKS] + \
-        prediction_checks(ctx.predictions, labels, first["checkpoint"].get("num_classes"))
+        prediction_checks(clean_part.predictions, labels, first["checkpoint"].get("num_classes"))
     if suite.checks:
         record["checks"] += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
     record.update({k: first[k] for k in ("format", "format_version", "checkpoint", "suite", "threat", "seed", "versions",
@@ -360,5 +327,5 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     record.update({"n": n_total, "indices": [i for _, _, rec in recs for i in rec["indices"]], "labels": labels,
                    "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                    "merged_from": [str(d) for _, d, _ in recs]})
-    write_outputs(out, record, clean, parts)
+    results.write_outputs(out, record, clean, parts)
     return record

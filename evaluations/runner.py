@@ -29,9 +29,10 @@ from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError
 from robustbench_lite.progress import progress_bar
+from robustbench_lite.results import worst_case
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.files import slug
-from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator
+from robustbench_lite.utils import atomic_write_json, frozen, make_generator
 
 from .attacks import Attack, predict
 from .suite import AttackSpec, Suite
@@ -108,7 +109,6 @@ class RunContext:
     resume: bool = False
     cascade: bool | None = None
     standard_eps: dict[str, float] = field(default_factory=dict)  # dataset's radius per norm
-    reuse_only: bool = False  # merge: every part must already be on disk; never run an attack
     offset: int = 0  # position of x[0] in the full evaluation order (a shard's start; a multiple of batch_size)
     predictions: list[int] | None = None  # filled by run_tasks: the clean prediction per example
 
@@ -130,138 +130,156 @@ def _eps_list(spec: AttackSpec, ctx: RunContext) -> tuple[str, tuple[float, ...]
     raise BenchError(f"attack {spec.label!r} uses norm {norm} but gives no eps and the dataset has no standard {norm} radius.")
 
 
+@dataclass(frozen=True)
+class Task:
+    """One suite entry at its norm and radii: what the runner attacks and where its parts go."""
+
+    index: int                  # 1-based position in the suite: the prefix of its part files
+    spec: AttackSpec
+    attack: Attack              # the entry's attack, in the task's norm
+    norm: str
+    eps: tuple[float, ...]
+    cascade: bool               # run only on points every earlier attack at the threat left robust
+
+    def key(self, eps: float) -> str:
+        return task_key(self.spec.label, self.norm, eps)
+
+    def path(self, parts_dir: Path, eps: float | None = None) -> Path:
+        """The part file of radius ``eps`` (the minimum-norm run itself when None)."""
+        name = f"{slug(self.spec.label)}_minnorm" if eps is None else slug(self.key(eps))
+        return parts_dir / f"{self.index:03d}_{name}.json"
+
+
+def suite_tasks(ctx: RunContext) -> list[Task]:
+    """The suite's entries as tasks: norm and radii resolved, cascade decided (``--all-points``,
+    i.e. ``ctx.cascade`` False, wins; otherwise an entry's own setting wins over the suite's)."""
+    suite_cascade = ctx.suite.cascade if ctx.cascade is None else ctx.cascade
+    tasks = []
+    for i, spec in enumerate(ctx.suite.attacks):
+        norm, eps_list = _eps_list(spec, ctx)
+        attack = spec.attack if spec.attack.norm == norm else dataclasses.replace(spec.attack, norm=norm)
+        cascade = suite_cascade if (ctx.cascade is not None or spec.cascade is None) else spec.cascade
+        tasks.append(Task(i + 1, spec, attack, norm, eps_list, cascade))
+    return tasks
+
+
 def run_tasks(model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> tuple[list[bool], list[Part]]:
     """Clean accuracy plus every (attack, eps) of the suite; returns (clean_correct, parts)."""
-    parts_dir = ctx.out_dir / "parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    n = len(x)
-    counted = CountingModel(model)
-    cascade = ctx.suite.cascade if ctx.cascade is None else ctx.cascade
-    with frozen(counted):
-        clean_path = parts_dir / "000_clean.json"
-        clean = _reuse(clean_path, ctx)
-        if clean is not None and clean.predictions is None and not ctx.reuse_only:
-            clean = None  # made before predictions were kept: one forward pass makes it again
-        if clean is None:
-            _forbid_run("clean", ctx)
-            t0 = time.perf_counter()
-            pred = predict(counted, x, ctx.batch_size)
-            clean = Part("clean", "clean", "clean", ctx.threat.norm, 0.0, (pred == y).tolist(), [True] * n, None,
-                         time.perf_counter() - t0, counted.forwards, 0, predictions=pred.tolist())
-            _write(clean_path, clean, ctx)
-        ctx.predictions = clean.predictions
-        clean_correct = torch.tensor(clean.robust, dtype=torch.bool, device=x.device)
-        # broken[norm] -> list of (eps, mask) of points broken at that eps by any attack
-        broken: dict[str, list[tuple[float, Tensor]]] = {}
-        parts: list[Part] = []
-        for i, spec in enumerate(ctx.suite.attacks):
-            norm, eps_list = _eps_list(spec, ctx)
-            attack = spec.attack if spec.attack.norm == norm else dataclasses.replace(spec.attack, norm=norm)
-            # --all-points (ctx.cascade False) wins; otherwise an entry's own cascade wins over the suite's
-            casc = cascade if (ctx.cascade is not None or spec.cascade is None) else spec.cascade
-            new_parts = _run_spec(counted, x, y, clean_correct, i + 1, spec, attack, norm, eps_list, broken, casc, ctx)
-            parts.extend(new_parts)
-    return clean.robust, parts
+    return _Run(model, x, y, ctx).run()
 
 
-def _broken_up_to(broken: dict[str, list[tuple[float, Tensor]]], norm: str, eps: float, n: int, device: torch.device) -> Tensor:
-    m = torch.zeros(n, dtype=torch.bool, device=device)
-    for e, mask in broken.get(norm, []):
-        if e <= eps + 1e-12:
-            m |= mask
-    return m
+class _Run:
+    """One evaluation: the model (counting passes), the points, the parts finished so far."""
 
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> None:
+        self.model, self.x, self.y, self.ctx = CountingModel(model), x, y, ctx
+        self.parts_dir = ctx.out_dir / "parts"
+        self.parts: list[Part] = []
+        self.clean: list[bool] = []
 
-def _run_spec(counted: CountingModel, x: Tensor, y: Tensor, clean_correct: Tensor, index: int, spec: AttackSpec,
-              attack: Attack, norm: str, eps_list: tuple[float, ...], broken: dict[str, list[tuple[float, Tensor]]],
-              cascade: bool, ctx: RunContext) -> list[Part]:
-    n = len(x)
-    dev = x.device
-    parts: list[Part] = []
-    if attack.minimum_norm:
-        key = task_key(spec.label, norm, max(eps_list))
-        path = ctx.out_dir / "parts" / f"{index:03d}_{slug(spec.label)}_minnorm.json"
-        base = _reuse(path, ctx)
+    def run(self) -> tuple[list[bool], list[Part]]:
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        with frozen(self.model):
+            clean = self._clean()
+            self.ctx.predictions = clean.predictions
+            self.clean = clean.robust
+            for task in suite_tasks(self.ctx):
+                self.parts.extend(self._minimum_norm(task) if task.attack.minimum_norm else self._fixed_eps(task))
+        return self.clean, self.parts
+
+    def _clean(self) -> Part:
+        path = self.parts_dir / "000_clean.json"
+        part = _reuse(path, self.ctx)
+        if part is not None and part.predictions is not None:
+            return part  # (one made before predictions were kept is made again: one forward pass)
+        t0 = time.perf_counter()
+        pred = predict(self.model, self.x, self.ctx.batch_size)
+        part = Part("clean", "clean", "clean", self.ctx.threat.norm, 0.0, (pred == self.y).tolist(), [True] * len(self.x),
+                    None, time.perf_counter() - t0, self.model.forwards, 0, predictions=pred.tolist())
+        _write(path, part, self.ctx)
+        return part
+
+    def _mask(self, flags: list[bool]) -> Tensor:
+        return torch.tensor(flags, dtype=torch.bool, device=self.x.device)
+
+    def _minimum_norm(self, task: Task) -> list[Part]:
+        """One run gives every radius: robust at eps iff the smallest adversarial found is > eps."""
+        path = task.path(self.parts_dir)
+        base = _reuse(path, self.ctx)
         if base is None:
-            todo = clean_correct.clone()
-            base = _attack_part(counted, x, y, todo, attack, None, key, spec, norm, float("nan"), ctx, index)
-            _write(path, base, ctx)
-        norms_t = torch.tensor(base.norms, dtype=torch.float64, device=dev)
-        for eps in eps_list:
-            broke = clean_correct & (norms_t <= eps)
-            robust = clean_correct & ~broke
-            parts.append(Part(task_key(spec.label, norm, eps), spec.name, spec.label, norm, eps, robust.tolist(), base.attacked,
-                              base.norms, base.seconds if eps == eps_list[0] else 0.0,
-                              base.forwards if eps == eps_list[0] else 0, base.backwards if eps == eps_list[0] else 0, base.config))
-            broken.setdefault(norm, []).append((eps, broke))
+            base = self._attack(task, self._mask(self.clean), None, task.key(max(task.eps)))
+            _write(path, base, self.ctx)
+        clean, norms = self._mask(self.clean), torch.tensor(base.norms, dtype=torch.float64, device=self.x.device)
+        parts = []
+        for eps in task.eps:
+            first = eps == task.eps[0]  # the run's cost sits on the first radius
+            part = Part(task.key(eps), task.spec.name, task.spec.label, task.norm, eps, (clean & ~(norms <= eps)).tolist(),
+                        base.attacked, base.norms, base.seconds if first else 0.0, base.forwards if first else 0,
+                        base.backwards if first else 0, base.config)
+            _write(task.path(self.parts_dir, eps), part, self.ctx)  # every radius on disk: merge reads parts only
+            parts.append(part)
         return parts
-    own_broken = torch.zeros(n, dtype=torch.bool, device=dev)
-    for eps in eps_list:
-        key = task_key(spec.label, norm, eps)
-        path = ctx.out_dir / "parts" / f"{index:03d}_{slug(key)}.json"
-        part = _reuse(path, ctx)
-        if part is None:
-            todo = clean_correct & ~own_broken
-            if cascade:
-                todo &= ~_broken_up_to(broken, norm, eps, n, dev)
-            if eps == 0:
-                todo[:] = False
-            part = _attack_part(counted, x, y, todo, attack, eps, key, spec, norm, eps, ctx, index)
-            # points not attacked (eps 0, or already broken by another attack in cascade mode) count as
-            # robust to this attack; those it broke at a smaller eps of its sweep stay broken
-            skipped = clean_correct & ~todo
-            part.robust = ((torch.tensor(part.robust, device=dev) | skipped) & ~own_broken).tolist()
-            _write(path, part, ctx)
-        robust = torch.tensor(part.robust, dtype=torch.bool, device=dev)
-        broke = clean_correct & ~robust
-        own_broken |= broke
-        broken.setdefault(norm, []).append((eps, broke))
-        parts.append(part)
-    return parts
 
+    def _fixed_eps(self, task: Task) -> list[Part]:
+        clean = self._mask(self.clean)
+        own_broken = torch.zeros_like(clean)
+        parts: list[Part] = []
+        for eps in task.eps:
+            path = task.path(self.parts_dir, eps)
+            part = _reuse(path, self.ctx)
+            if part is None:
+                todo = clean & ~own_broken
+                if task.cascade:  # the worst-case rule over every part so far (its own smaller radii included)
+                    todo &= self._mask(worst_case(self.clean, self.parts + parts, task.norm, eps))
+                if eps == 0:
+                    todo[:] = False
+                part = self._attack(task, todo, eps, task.key(eps))
+                # points not attacked (eps 0, or already broken by another attack in cascade mode) count as
+                # robust to this attack; those it broke at a smaller eps of its sweep stay broken
+                part.robust = ((self._mask(part.robust) | (clean & ~todo)) & ~own_broken).tolist()
+                _write(path, part, self.ctx)
+            own_broken |= clean & ~self._mask(part.robust)
+            parts.append(part)
+        return parts
 
-def _attack_part(counted: CountingModel, x: Tensor, y: Tensor, todo: Tensor, attack: Attack, eps: float | None,
-                 key: str, spec: AttackSpec, norm: str, eps_value: float, ctx: RunContext, index: int) -> Part:
-    _forbid_run(key, ctx)
-    n = len(x)
-    idx = todo.nonzero().flatten()
-    robust = todo.clone()  # attacked points start robust; the caller decides about the others
-    norms: Tensor | None = None
-    f0, b0 = counted.forwards, counted.backwards
-    t0 = time.perf_counter()
-    if attack.minimum_norm:
-        norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
-        norms[~todo] = 0.0  # misclassified clean points need no perturbation
-    if len(idx):
-        outs = []
-        with progress_bar(total=len(idx), desc=key, unit="ex") as bar:
-            for start, sel in _blocks(idx, ctx):
-                # one generator per block of global positions: a block's random draws do not depend on
-                # which shard it is evaluated in, so merged shards equal an unsharded run
-                gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}:{start}".encode()))
-                outs.append(attack.run(counted, x[sel], y[sel], eps=eps, generator=gen))
-                done = sum(len(o.success) for o in outs)
-                held = sum(int((~o.success.bool()).sum()) for o in outs)
-                bar.update(len(sel))
-                bar.set_postfix_str(f"robust {100 * held / max(done, 1):.1f}% of {done} attacked")
-        x_adv = torch.cat([o.x_adv for o in outs])
-        success = torch.cat([o.success for o in outs]).to(torch.bool)
-        _check_output(x_adv, x[idx], attack, eps)
-        robust[idx] = ~success
-        if norms is not None and outs[0].norms is not None:
-            out_norms = torch.cat([o.norms for o in outs]).double()  # type: ignore[misc]
-            norms[idx] = torch.where(success, out_norms, torch.full_like(out_norms, float("inf")))
-    seconds = time.perf_counter() - t0
-    part = Part(key, spec.name, spec.label, norm, eps_value, robust.tolist(), todo.tolist(),
-                norms.tolist() if norms is not None else None, seconds,
-                counted.forwards - f0, counted.backwards - b0, attack.config())
-    logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, len(idx), n, 100 * robust.float().mean().item(), seconds)
-    return part
-
-
-def _forbid_run(key: str, ctx: RunContext) -> None:
-    if ctx.reuse_only:
-        raise BenchError(f"the part {key} is not finished in every shard; finish the shards (--resume) before merging.")
+    def _attack(self, task: Task, todo: Tensor, eps: float | None, key: str) -> Part:
+        """Run ``task.attack`` on the points ``todo`` in blocks of global positions (one generator
+        per block: its random draws do not depend on the shard it is evaluated in)."""
+        x, y, model, ctx = self.x, self.y, self.model, self.ctx
+        n = len(x)
+        idx = todo.nonzero().flatten()
+        robust = todo.clone()  # attacked points start robust; the caller decides about the others
+        norms: Tensor | None = None
+        f0, b0 = model.forwards, model.backwards
+        t0 = time.perf_counter()
+        if task.attack.minimum_norm:
+            norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
+            norms[~todo] = 0.0  # misclassified clean points need no perturbation
+        if len(idx):
+            outs = []
+            with progress_bar(total=len(idx), desc=key, unit="ex") as bar:
+                for start, sel in _blocks(idx, ctx):
+                    gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}:{start}".encode()))
+                    outs.append(task.attack.run(model, x[sel], y[sel], eps=eps, generator=gen))
+                    done = sum(len(o.success) for o in outs)
+                    held = sum(int((~o.success.bool()).sum()) for o in outs)
+                    bar.update(len(sel))
+                    bar.set_postfix_str(f"robust {100 * held / max(done, 1):.1f}% of {done} attacked")
+            x_adv = torch.cat([o.x_adv for o in outs])
+            success = torch.cat([o.success for o in outs]).to(torch.bool)
+            if torch.isnan(x_adv).any():
+                raise RuntimeError(f"attack {task.attack.name} returned NaN inputs")
+            robust[idx] = ~success
+            if norms is not None and outs[0].norms is not None:
+                out_norms = torch.cat([o.norms for o in outs]).double()  # type: ignore[misc]
+                norms[idx] = torch.where(success, out_norms, torch.full_like(out_norms, float("inf")))
+        seconds = time.perf_counter() - t0
+        part = Part(key, task.spec.name, task.spec.label, task.norm, float("nan") if eps is None else eps,
+                    robust.tolist(), todo.tolist(), norms.tolist() if norms is not None else None, seconds,
+                    model.forwards - f0, model.backwards - b0, task.attack.config())
+        logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, len(idx), n, 100 * robust.float().mean().item(),
+                    seconds)
+        return part
 
 
 def _blocks(idx: Tensor, ctx: RunContext) -> list[tuple[int, Tensor]]:
@@ -269,11 +287,6 @@ def _blocks(idx: Tensor, ctx: RunContext) -> list[tuple[int, Tensor]]:
     glob = idx + ctx.offset
     block = torch.div(glob, ctx.batch_size, rounding_mode="floor")
     return [(int(b) * ctx.batch_size, idx[block == b]) for b in torch.unique(block)]
-
-
-def _check_output(x_adv: Tensor, x: Tensor, attack: Attack, eps: float | None) -> None:
-    if torch.isnan(x_adv).any():
-        raise RuntimeError(f"attack {attack.name} returned NaN inputs")
 
 
 def _reuse(path: Path, ctx: RunContext) -> Part | None:
@@ -297,17 +310,3 @@ def _reuse(path: Path, ctx: RunContext) -> Part | None:
 
 def _write(path: Path, part: Part, ctx: RunContext) -> None:
     atomic_write_json(path, {"fingerprint": ctx.fingerprint, "part": part.to_json()})
-
-
-def write_per_example(path: Path, indices: list[int], labels: list[int], clean: list[bool], parts: list[Part]) -> None:
-    """``per_example.csv``: one row per example; columns index, label, clean_correct, then
-    ``robust[<attack>@<norm>:<eps>]`` per part and ``min_norm[<attack>]`` per minimum-norm attack."""
-    cols = ["index", "label", "clean_correct"] + [f"robust[{p.key}]" for p in parts]
-    norm_parts = {p.label: p for p in parts if p.norms is not None}
-    cols += [f"min_norm[{lab}]" for lab in norm_parts]
-    lines = [",".join(cols)]
-    for j, (i, lab) in enumerate(zip(indices, labels)):
-        row = [str(i), str(lab), str(int(clean[j]))] + [str(int(p.robust[j])) for p in parts]
-        row += ["" if p.norms[j] == float("inf") else f"{p.norms[j]:.6g}" for p in norm_parts.values()]  # type: ignore[index]
-        lines.append(",".join(row))
-    atomic_write_text(path, "\n".join(lines) + "\n")

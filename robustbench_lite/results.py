@@ -31,7 +31,10 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from .files import atomic_write_json, atomic_write_text, csv_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,6 +139,43 @@ def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[
             "mean_min_norm": mean, "median_min_norm": med, "seconds": round(float(p.seconds), 3),
             "forwards": p.forwards, "backwards": p.backwards})
     return rows
+
+
+# -- output files --------------------------------------------------------------------------------
+
+SWEEP_COLUMNS = ("label", "attack", "norm", "eps", "exact", "accuracy", "auc")
+
+
+def per_example_csv(indices: Sequence[int], labels: Sequence[int], clean: Sequence[bool],
+                    parts: Sequence[PerExample]) -> str:
+    """``per_example.csv``: index, label, clean_correct, then ``robust[<label>@<norm>:<eps>]`` per
+    part and ``min_norm[<label>]`` per minimum-norm attack (empty: none found)."""
+    cols = ["index", "label", "clean_correct"] + [f"robust[{p.key}]" for p in parts]  # type: ignore[attr-defined]
+    norm_parts = {p.label: p for p in parts if p.norms is not None}
+    cols += [f"min_norm[{lab}]" for lab in norm_parts]
+    lines = [",".join(cols)]
+    for j, (i, lab) in enumerate(zip(indices, labels)):
+        row = [str(i), str(lab), str(int(clean[j]))] + [str(int(p.robust[j])) for p in parts]
+        row += ["" if p.norms[j] == float("inf") else f"{p.norms[j]:.6g}" for p in norm_parts.values()]  # type: ignore[index]
+        lines.append(",".join(row))
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, record: dict[str, Any], clean: Sequence[bool], parts: Sequence[PerExample]) -> None:
+    """Every output file of an evaluation, each written atomically: per_example.csv, summary.csv,
+    sweeps.csv, checks.json (when checks ran) and, last, result.json (with ``transfer`` rows)."""
+    target = (record.get("checkpoint") or {}).get("path")
+    transfer = [{"surrogate": r.get("surrogate"), "target": target, "norm": r["norm"], "eps": r["eps"],
+                 "n": r["attacked"], "success_rate": r.get("success_rate")} for r in record["attacks"] if r["kind"] == TRANSFER]
+    record.pop("transfer", None)
+    if transfer:
+        record["transfer"] = transfer
+    atomic_write_text(out / "per_example.csv", per_example_csv(record["indices"], record["labels"], clean, parts))
+    atomic_write_text(out / "summary.csv", csv_text(record["summary"], SUMMARY_COLUMNS))
+    atomic_write_text(out / "sweeps.csv", csv_text(record["sweeps"], SWEEP_COLUMNS))
+    if record.get("checks"):
+        atomic_write_json(out / "checks.json", record["checks"])
+    atomic_write_json(out / "result.json", record)
 
 
 # -- reading rows -------------------------------------------------------------------------------
