@@ -37,8 +37,8 @@ from robustbench_lite.models import create_model
 from robustbench_lite.progress import Bar, progress_bar
 from robustbench_lite.utils import atomic_write_text, frozen, make_generator, resolve_device, set_channels_last
 
-from evaluations.attacks import predict
-from evaluations.pgd import pgd
+from robustbench_lite.evaluations.attacks import predict
+from robustbench_lite.evaluations.pgd import default_step_size, pgd
 
 from . import load_recipes
 from .base import DEFENSES, Members, Optimizers, Recipe, TrainConfig
@@ -60,7 +60,7 @@ def heldout_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cf
                   unit="ex") as bar:
             for i in range(0, len(x), batch_size):
                 r = pgd(model, x[i:i + batch_size], y[i:i + batch_size], norm=a.norm, eps=a.eps, steps=cfg.eval_steps,
-                        step_size=2.5 * a.eps / cfg.eval_steps, generator=g)
+                        step_size=default_step_size(a.eps, cfg.eval_steps), generator=g)
                 robust += int((~r.success).sum())  # type: ignore[operator]
                 bar.update(len(r.success))  # type: ignore[arg-type]
                 bar.set_postfix_str(f"pgd acc {100 * robust / min(i + batch_size, len(x)):.1f}%")

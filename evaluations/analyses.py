@@ -37,7 +37,7 @@ from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError
 from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator, resolve_device
 
-from .pgd import pgd
+from .pgd import default_step_size, pgd
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def analyze(model_path: str | Path, out_dir: str | Path, options: AnalysisOption
             for frac in o.eps_fractions:
                 eps = ck.threat.eps * frac
                 adv = torch.cat([pgd(model, xte[i:i + o.batch_size].to(dev), yte[i:i + o.batch_size].to(dev),
-                                     norm=ck.threat.norm, eps=eps, steps=o.pgd_steps, step_size=2.5 * eps / o.pgd_steps,
+                                     norm=ck.threat.norm, eps=eps, steps=o.pgd_steps, step_size=default_step_size(eps, o.pgd_steps),
                                      early_stop=False, return_success=False, generator=g).x_adv.cpu()
                                  for i in range(0, len(xte), o.batch_size)])
                 adv_pred = _batched(model, adv, o.batch_size, dev).argmax(1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -64,7 +63,3 @@ def get_loss(loss: str | LossFn) -> LossFn:
 
 def misclassified(logits: Tensor, y: Tensor) -> Tensor:
     return logits.argmax(1) != y
-
-
-# keep torch imported for type checkers of callers that only import this module
-_ = torch

@@ -2,7 +2,8 @@
 
 Projected gradient ascent (Madry et al. 2018) on a per-example loss, for any :class:`Norm`
 (Linf / L2 / L1 strategy objects), with random start, restarts that keep the worst case per
-example, a pluggable loss (CE, DLR, KL to a reference distribution, any callable) and, for
+example, a pluggable loss (CE, DLR, KL to a reference distribution, any callable), an optional
+momentum step (MI-FGSM, Dong et al. 2018: MIM is this engine with ``momentum=decay``) and, for
 evaluation, early stopping: an example that is already misclassified leaves the batch, so points
 that break early cost far less than ``steps`` gradient passes, and the iterate that broke it is
 what is returned.
@@ -28,6 +29,17 @@ from .losses import LossFn, get_loss, misclassified
 from .norms import Norm, get_norm
 
 RandomStart = Literal["uniform", "normal", "none"]
+
+DEFAULT_REL_STEP = 2.5  # Madry et al.'s rule: the step is 2.5 * eps / steps
+
+
+def default_step_size(eps: float | Tensor, steps: int, rel_step_size: float | None = None) -> float | Tensor:
+    """The PGD step: ``rel_step_size * eps``, by default ``2.5 / steps * eps`` (Madry et al.'s
+    rule: ``steps`` steps cover 2.5 eps). The one place this default lives; the
+    PGD attack, the transfer attack, min_linf, the training log's held-out PGD and the H-Delta-H
+    analysis all take it from here. ``eps`` may be a float or an (N,) tensor."""
+    rel = rel_step_size if rel_step_size is not None else DEFAULT_REL_STEP / max(1, steps)
+    return rel * eps
 
 
 @dataclass
@@ -61,6 +73,7 @@ def pgd(
     return_success: bool = True,
     is_adversarial: Callable[[Tensor, Tensor], Tensor] = misclassified,
     generator: torch.Generator | None = None,
+    momentum: float | None = None,
 ) -> PGDResult:
     """Run PGD. ``random_start``: "uniform" in the ball (Madry; the start is clamped to [0,1]),
     "normal" (TRADES/ACT: ``x + init_std * randn``, not clamped before the first step) or "none".
@@ -69,9 +82,14 @@ def pgd(
     restarts run only on rows not yet broken; the loss must then be row-wise in (logits, y).
     Training passes ``early_stop=False, return_success=False``: every row takes every step and
     no extra forward pass is spent on a success check.
+
+    ``momentum`` (a decay factor, MI-FGSM; ``None``: plain PGD): each row accumulates
+    ``g <- momentum * g + grad / ||grad||_1`` (``g`` starts at zero on every restart) and steps
+    along the norm's steepest-ascent direction of ``g`` instead of the gradient's.
     """
     nrm = get_norm(norm)
     loss_fn = get_loss(loss)
+    decay = float(momentum) if momentum is not None else 0.0
     n = x.shape[0]
     x = x.detach()
     eps_t = _per_example(eps, n, x)
@@ -97,6 +115,7 @@ def pgd(
         cur = xa if init is None else xa + init[rows]
         if random_start == "uniform":
             cur = cur.clamp(0, 1)
+        g = torch.zeros_like(cur) if momentum is not None else None
         for _ in range(steps):
             cur = cur.detach().requires_grad_(True)
             logits = model(cur)
@@ -114,6 +133,11 @@ def pgd(
             cur = cur.detach()
             if early_stop and adv.any():
                 rows, xa, ya, ea, sa, cur, grad = rows[keep], xa[keep], ya[keep], ea[keep], sa[keep], cur[keep], grad[keep]
+                if g is not None:
+                    g = g[keep]
+            if g is not None:
+                g = decay * g + grad / grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, *[1] * (grad.ndim - 1))
+                grad = g
             cur = cur + nrm.step(grad, sa, cur)
             cur = (xa + nrm.project(cur - xa, ea)).clamp(0, 1)
         if len(rows) == 0:

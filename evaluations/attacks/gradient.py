@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..losses import get_loss, misclassified
 from ..norms import get_norm
-from ..pgd import pgd
+from ..pgd import default_step_size, pgd
 from .base import Attack, AttackOutput, register_attack
 
 
@@ -45,11 +44,13 @@ class FGSM(Attack):
 @register_attack("mim")
 @dataclass(frozen=True, kw_only=True)
 class MIM(Attack):
-    """Momentum iterative method (Dong et al. 2018, MI-FGSM), Linf.
+    """Momentum iterative method (Dong et al. 2018, MI-FGSM), Linf: PGD with a momentum step.
 
     ``g <- decay * g + grad / ||grad||_1``; ``x <- clip_eps(x + step * sign(g))``. Defaults as in
-    the paper: 10 steps of ``eps / steps``, ``decay = 1.0``, no random start. A row leaves the
-    batch as soon as it is misclassified (the iterate that broke it is returned).
+    the paper: 10 steps of ``eps / steps``, ``decay = 1.0``, no random start. A configuration of
+    the shared engine (:func:`evaluations.pgd.pgd` with ``momentum=decay``): a row leaves the batch
+    as soon as it is misclassified (the iterate that broke it is returned), and the norm's
+    projection and the [0,1] clip are the engine's.
     """
 
     steps: int = 10
@@ -62,35 +63,11 @@ class MIM(Attack):
             generator: torch.Generator) -> AttackOutput:
         if eps is None:
             raise ValueError("mim needs eps")
-        loss_fn = get_loss(self.loss)
         step = (self.rel_step_size if self.rel_step_size is not None else 1.0 / max(1, self.steps)) * eps
-        x = x.detach()
-        out = x.clone()
-        success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        rows = torch.arange(len(x), device=x.device)
-        xa, ya, cur = x, y, x.clone()
-        g = torch.zeros_like(x)
-        for _ in range(self.steps):
-            cur = cur.detach().requires_grad_(True)
-            logits = model(cur)
-            adv = misclassified(logits.detach(), ya)
-            grad = torch.autograd.grad(loss_fn(logits, ya).sum(), cur)[0]
-            cur = cur.detach()
-            if adv.any():
-                out[rows[adv]] = cur[adv]
-                success[rows[adv]] = True
-                keep = ~adv
-                rows, xa, ya, cur, grad, g = rows[keep], xa[keep], ya[keep], cur[keep], grad[keep], g[keep]
-                if not len(rows):
-                    break
-            g = self.decay * g + grad / grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
-            cur = (xa + (cur + step * g.sign() - xa).clamp(-eps, eps)).clamp(0, 1)
-        if len(rows):
-            with torch.no_grad():
-                adv = misclassified(model(cur), ya)
-            out[rows] = cur
-            success[rows[adv]] = True
-        return AttackOutput(out, success)
+        res = pgd(model, x, y, norm=self.norm, eps=eps, steps=self.steps, step_size=step, loss=self.loss,
+                  random_start="none", momentum=self.decay, generator=generator)
+        assert res.success is not None
+        return AttackOutput(res.x_adv, res.success)
 
 
 @register_attack("min_linf")
@@ -113,17 +90,17 @@ class MinLinf(Attack):
     loss: str = "margin"
     search_steps: int = 8
     eps_max: float = 1.0
-    rel_step_size: float | None = None  # default 2.5/steps
+    rel_step_size: float | None = None  # default: the PGD default (evaluations.pgd.default_step_size)
     norms_supported = ("linf",)
     minimum_norm = True
     kind = "minimum-norm"
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:
-        rel = self.rel_step_size if self.rel_step_size is not None else 2.5 / max(1, self.steps)
         x = x.detach()
         n = len(x)
-        res = pgd(model, x, y, norm="linf", eps=self.eps_max, steps=self.steps, step_size=rel * self.eps_max,
+        res = pgd(model, x, y, norm="linf", eps=self.eps_max, steps=self.steps,
+                  step_size=default_step_size(self.eps_max, self.steps, self.rel_step_size),
                   loss=self.loss, generator=generator)
         success = res.success.clone()  # type: ignore[union-attr]
         best = torch.where(success.view(-1, *[1] * (x.ndim - 1)), res.x_adv, x)
@@ -135,7 +112,8 @@ class MinLinf(Attack):
             if not len(rows):
                 break
             mid = (lo[rows] + hi[rows]) / 2
-            r = pgd(model, x[rows], y[rows], norm="linf", eps=mid, steps=self.steps, step_size=rel * mid,
+            r = pgd(model, x[rows], y[rows], norm="linf", eps=mid, steps=self.steps,
+                    step_size=default_step_size(mid, self.steps, self.rel_step_size),
                     loss=self.loss, generator=generator)
             ok = r.success  # type: ignore[union-attr]
             found = linf.norm(r.x_adv - x[rows])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..pgd import RandomStart, pgd
+from ..pgd import RandomStart, default_step_size, pgd
 from .base import Attack, AttackOutput, register_attack
 
 
@@ -30,8 +30,7 @@ class PGD(Attack):
     def step_for(self, eps: float) -> float:
         if self.step_size is not None:
             return float(self.step_size)
-        rel = self.rel_step_size if self.rel_step_size is not None else 2.5 / max(1, self.steps)
-        return rel * eps
+        return float(default_step_size(eps, self.steps, self.rel_step_size))
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:

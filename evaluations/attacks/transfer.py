@@ -7,6 +7,7 @@ the sanity checks compare it with the white-box worst case.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,32 +15,36 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.files import sha256_file
 from robustbench_lite.utils import frozen
 
-from ..pgd import pgd
+from ..pgd import default_step_size, pgd
 from .base import Attack, AttackOutput, predict, register_attack
 
-_SURROGATES: dict[tuple[str, str | None, str], nn.Module] = {}
-
-
 def load_surrogate(path: str, member: str | None, device: torch.device) -> nn.Module:
-    """The surrogate's model in eval mode on ``device`` (cached per path, member and device)."""
-    key = (str(Path(path).resolve()), member, str(device))
-    if key not in _SURROGATES:
-        from robustbench_lite.checkpoint import load_checkpoint
+    """The surrogate's model in eval mode on ``device``. The attack runs once per block of
+    examples, so the loaded model is reused: a small LRU cache keyed by the file's resolved path
+    and sha256 (a checkpoint rewritten in place is loaded again), the member and the device."""
+    if not Path(path).is_file():
+        raise BenchError(f"surrogate checkpoint {path} does not exist.")
+    resolved = Path(path).resolve()
+    return _load_surrogate(str(resolved), sha256_file(resolved), member, str(device), path)
 
-        if not Path(path).is_file():
-            raise BenchError(f"surrogate checkpoint {path} does not exist.")
-        _SURROGATES[key] = load_checkpoint(path, member=member).model.to(device).eval()
-    return _SURROGATES[key]
+
+@functools.lru_cache(maxsize=2)
+def _load_surrogate(resolved: str, sha256: str, member: str | None, device: str, path: str) -> nn.Module:
+    """Cached on every argument (``path``, the name as given, is what load errors quote)."""
+    from robustbench_lite.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, member=member).model.to(device).eval()
 
 
 def transfer_examples(surrogate: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float, steps: int,
                       rel_step_size: float | None, generator: torch.Generator) -> Tensor:
     """PGD-``steps`` examples crafted on ``surrogate`` (frozen, eval mode), all steps taken."""
-    rel = rel_step_size if rel_step_size is not None else 2.5 / max(1, steps)
     with frozen(surrogate):
-        return pgd(surrogate, x, y, norm=norm, eps=eps, steps=steps, step_size=rel * eps, early_stop=False,
+        return pgd(surrogate, x, y, norm=norm, eps=eps, steps=steps,
+                   step_size=default_step_size(eps, steps, rel_step_size), early_stop=False,
                    return_success=False, generator=generator).x_adv
 
 
