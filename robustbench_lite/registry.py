@@ -34,6 +34,13 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what it named (a test's temporary entry); unknown names raise
+        :class:`BenchError` like :meth:`get`."""
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

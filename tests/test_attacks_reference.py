@@ -12,7 +12,7 @@ from evaluations.attacks.autoattack import _seed_of
 from evaluations.norms import get_norm
 from robustbench_lite.utils import frozen, make_generator
 
-from eval_fixtures import eval_batch, eval_model, eval_natural_ckpt, linear_min_norms, linear_problem  # noqa: F401
+from eval_helpers import linear_min_norms, linear_problem
 
 
 def _clean_correct(model, x, y):

@@ -8,13 +8,13 @@ import json
 import pytest
 import torch
 
-from evaluations.checks import model_checks, result_checks
-from evaluations.evaluate import EvalOptions, evaluate_loaded
-from evaluations.runner import Part
-from evaluations.suite import parse_suite
+from robustbench_lite.evaluations.checks import model_checks, result_checks
+from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate_loaded
+from robustbench_lite.evaluations.runner import Part
+from robustbench_lite.evaluations.suite import parse_suite
 from robustbench_lite.checkpoint import load_checkpoint
 
-from eval_fixtures import Rounding, eval_batch, eval_model, eval_natural_ckpt  # noqa: F401
+from eval_helpers import Rounding
 
 CHECK_SUITE = """
 name = "checks"
@@ -48,7 +48,7 @@ def _evaluate(ckpt, tmp_path, name):
 
 
 @pytest.mark.slow
-def test_honest_model_passes_and_rounding_model_is_flagged(tmp_path, eval_natural_ckpt):  # noqa: F811
+def test_honest_model_passes_and_rounding_model_is_flagged(tmp_path, eval_natural_ckpt):
     ckpt = load_checkpoint(eval_natural_ckpt)
     honest, rec = _evaluate(ckpt, tmp_path, "honest")
     assert all(c["passed"] for c in honest.values()), [c for c in honest.values() if not c["passed"]]
@@ -59,7 +59,7 @@ def test_honest_model_passes_and_rounding_model_is_flagged(tmp_path, eval_natura
     assert masked["deterministic_output"]["passed"] and masked["logits_not_probabilities"]["passed"]
 
 
-def test_model_checks_flag_probabilities_randomness_and_nan(eval_model, eval_batch):  # noqa: F811
+def test_model_checks_flag_probabilities_randomness_and_nan(eval_model, eval_batch):
     x, y = eval_batch
     x, y = x[:8], y[:8]
 

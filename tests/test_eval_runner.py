@@ -14,15 +14,14 @@ import pytest
 import torch
 from torch import nn
 
-from evaluations.attacks import ATTACKS, Attack, AttackOutput, register_attack
-from evaluations.evaluate import EvalOptions, build_record, evaluate, merge, shard_bounds
-from evaluations.metrics import normalized_auc
-from evaluations.runner import RunContext, run_tasks
-from evaluations.suite import parse_suite
+from robustbench_lite.evaluations.attacks import ATTACKS, Attack, AttackOutput
+from robustbench_lite.evaluations.evaluate import EvalOptions, build_record, evaluate, merge, shard_bounds
+from robustbench_lite.evaluations.metrics import normalized_auc
+from robustbench_lite.evaluations.runner import RunContext, run_tasks
+from robustbench_lite.evaluations.suite import parse_suite
 from robustbench_lite.errors import BenchError
 from robustbench_lite.threat import ThreatModel
 
-from eval_fixtures import eval_natural_ckpt  # noqa: F401
 
 N = 20
 CALLS: list[tuple[str, float | None, list[int]]] = []
@@ -36,48 +35,51 @@ class Identity(nn.Module):
         return torch.nn.functional.one_hot(lab, 10).float()
 
 
-def _register() -> None:
-    if "_fake_idx" in ATTACKS.names():
-        return
+@dataclass(frozen=True, kw_only=True)
+class FakeIdx(Attack):
+    """Test attack: breaks the examples whose id (second pixel) is in ``breaks[eps]``."""
 
-    @register_attack("_fake_idx")
-    @dataclass(frozen=True, kw_only=True)
-    class FakeIdx(Attack):
-        """Test attack: breaks the examples whose id (second pixel) is in ``breaks[eps]``."""
+    breaks: tuple[tuple[float, tuple[int, ...]], ...] = ()
+    fail_on: float = -1.0  # raise when asked for this eps (simulated interruption)
+    tag: str = ""
 
-        breaks: tuple[tuple[float, tuple[int, ...]], ...] = ()
-        fail_on: float = -1.0  # raise when asked for this eps (simulated interruption)
-        tag: str = ""
+    def run(self, model, x, y, *, eps, generator):
+        ids = x[:, 0, 0, 1].round().long()
+        CALLS.append((self.label_hint(), eps, ids.tolist()))
+        if eps == self.fail_on:
+            raise KeyboardInterrupt
+        hit = set()
+        for e, idx in self.breaks:
+            if e <= eps + 1e-12:
+                hit |= set(idx)
+        return AttackOutput(x.clone(), torch.tensor([int(i) in hit for i in ids], dtype=torch.bool))
 
-        def run(self, model, x, y, *, eps, generator):
-            ids = x[:, 0, 0, 1].round().long()
-            CALLS.append((self.label_hint(), eps, ids.tolist()))
-            if eps == self.fail_on:
-                raise KeyboardInterrupt
-            hit = set()
-            for e, idx in self.breaks:
-                if e <= eps + 1e-12:
-                    hit |= set(idx)
-            return AttackOutput(x.clone(), torch.tensor([int(i) in hit for i in ids], dtype=torch.bool))
-
-        def label_hint(self) -> str:
-            return self.tag
-
-    @register_attack("_fake_min")
-    @dataclass(frozen=True, kw_only=True)
-    class FakeMin(Attack):
-        """Test minimum-norm attack: example i has norm ``0.125 * (i % 5)`` (none when i % 5 == 4)."""
-
-        minimum_norm: ClassVar[bool] = True
-
-        def run(self, model, x, y, *, eps, generator):
-            ids = x[:, 0, 0, 1].round()
-            norms = 0.125 * (ids % 5)
-            ok = (ids % 5) != 4
-            return AttackOutput(x.clone(), ok, torch.where(ok, norms, torch.full_like(norms, float("inf"))))
+    def label_hint(self) -> str:
+        return self.tag
 
 
-_register()
+@dataclass(frozen=True, kw_only=True)
+class FakeMin(Attack):
+    """Test minimum-norm attack: example i has norm ``0.125 * (i % 5)`` (none when i % 5 == 4)."""
+
+    minimum_norm: ClassVar[bool] = True
+
+    def run(self, model, x, y, *, eps, generator):
+        ids = x[:, 0, 0, 1].round()
+        norms = 0.125 * (ids % 5)
+        ok = (ids % 5) != 4
+        return AttackOutput(x.clone(), ok, torch.where(ok, norms, torch.full_like(norms, float("inf"))))
+
+
+@pytest.fixture
+def fake_attacks(temporary_attacks):
+    """``_fake_idx`` and ``_fake_min`` registered for one test (removed afterwards: the contract tests
+    over every registered attack never see them), and an empty call log."""
+    temporary_attacks("_fake_idx", FakeIdx)
+    temporary_attacks("_fake_min", FakeMin)
+    CALLS.clear()
+    yield CALLS
+    CALLS.clear()
 
 
 def _data(n: int = N) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,8 +119,7 @@ def _run(tmp: Path, cascade: bool, **kw) -> tuple[list[bool], list]:
 
 
 @pytest.mark.parametrize("cascade", [True, False])
-def test_worst_case_by_hand(tmp_path, cascade):
-    CALLS.clear()
+def test_worst_case_by_hand(tmp_path, cascade, fake_attacks):
     clean, parts = _run(tmp_path, cascade)
     rec = build_record(clean, parts, ThreatModel("linf", 0.3))
     rows = {(r["label"], r["eps"]): r for r in rec["attacks"]}
@@ -143,7 +144,7 @@ def test_worst_case_by_hand(tmp_path, cascade):
     assert rows[("b", 0.3)]["worst_case"] == 100 * (N - 6) / N
 
 
-def test_resume_after_interruption_gives_same_numbers(tmp_path):
+def test_resume_after_interruption_gives_same_numbers(tmp_path, fake_attacks):
     suite_text = SUITE.format(cascade="true").replace("breaks = [[0.3, [3, 4, 5]]]", "breaks = [[0.3, [3, 4, 5]]]\nfail_on = 0.3")
     x, y = _data()
     ctx = RunContext(parse_suite(suite_text), ThreatModel("linf", 0.3), 0, 8, tmp_path / "r", {"k": 1})
@@ -165,14 +166,14 @@ def test_resume_after_interruption_gives_same_numbers(tmp_path):
     assert [p.robust for p in parts] == [p.robust for p in full_parts]
 
 
-def test_resume_with_another_fingerprint_recomputes_and_says_why(tmp_path, caplog):
+def test_resume_with_another_fingerprint_recomputes_and_says_why(tmp_path, caplog, fake_attacks):
     """Parts made with another batch size (e.g. the former CPU default 256) are not reused, and the
     warning names what differs."""
     suite = parse_suite(SUITE.format(cascade="true"))
     x, y = _data()
     run_tasks(Identity(), x, y, RunContext(suite, ThreatModel("linf", 0.3), 0, 8, tmp_path, {"batch_size": 16, "seed": 0}))
     CALLS.clear()
-    with caplog.at_level("WARNING", logger="evaluations.runner"):
+    with caplog.at_level("WARNING", logger="robustbench_lite.evaluations.runner"):
         run_tasks(Identity(), x, y, RunContext(suite, ThreatModel("linf", 0.3), 0, 8, tmp_path,
                                                {"batch_size": 8, "seed": 0}, resume=True))
     assert any(lab == "a" for lab, _, _ in CALLS)  # recomputed
@@ -247,7 +248,7 @@ def _per_example(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_two_shards_merged_equal_unsharded(tmp_path, eval_natural_ckpt):  # noqa: F811
+def test_two_shards_merged_equal_unsharded(tmp_path, eval_natural_ckpt):
     suite = tmp_path / "s.toml"
     suite.write_text(SHARD_SUITE)
     base = dict(suite=str(suite), n_examples=40, batch_size=16, check_examples=8)
@@ -266,7 +267,7 @@ def test_two_shards_merged_equal_unsharded(tmp_path, eval_natural_ckpt):  # noqa
         merge([tmp_path / "s0"], tmp_path / "m2")
 
 
-def test_channels_last_gives_the_same_result_as_nchw(tmp_path, eval_natural_ckpt):  # noqa: F811
+def test_channels_last_gives_the_same_result_as_nchw(tmp_path, eval_natural_ckpt):
     """The default channels_last layout changes only the speed: per-example results equal NCHW's."""
     suite = tmp_path / "s.toml"
     suite.write_text(SHARD_SUITE)
@@ -292,7 +293,7 @@ class FlattenByView(nn.Module):
 
 
 def test_model_that_cannot_run_channels_last_falls_back_to_nchw(tmp_path):
-    from evaluations.evaluate import evaluate_loaded
+    from robustbench_lite.evaluations.evaluate import evaluate_loaded
     from robustbench_lite.checkpoint import Checkpoint
 
     torch.manual_seed(0)
@@ -313,7 +314,7 @@ def test_model_that_cannot_run_channels_last_falls_back_to_nchw(tmp_path):
 
 def test_default_batch_size_is_128_on_a_cpu_and_recorded(tmp_path):
     """No --batch-size: the CPU default (128) is what runs, and result.json and the fingerprint say so."""
-    from evaluations.evaluate import evaluate_loaded
+    from robustbench_lite.evaluations.evaluate import evaluate_loaded
     from robustbench_lite.checkpoint import Checkpoint
     from robustbench_lite.utils import default_batch_size
 
@@ -328,3 +329,11 @@ def test_default_batch_size_is_128_on_a_cpu_and_recorded(tmp_path):
     assert rec["batch_size"] == 128
     part = json.loads(next((tmp_path / "out" / "parts").glob("*.json")).read_text())
     assert part["fingerprint"]["batch_size"] == 128
+
+
+def test_fake_attacks_are_registered_only_inside_their_fixture(request):
+    """Outside the fixture the fakes are not in the global registry (in file order this runs after the
+    tests that used it, so it checks the teardown); inside it they resolve to the test's classes."""
+    assert "_fake_idx" not in ATTACKS and "_fake_min" not in ATTACKS
+    request.getfixturevalue("fake_attacks")
+    assert ATTACKS.get("_fake_idx") is FakeIdx and FakeIdx.name == "_fake_idx" and ATTACKS.get("_fake_min") is FakeMin

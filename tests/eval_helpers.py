@@ -1,37 +1,13 @@
-"""Shared fixtures of the evaluation tests (import the fixtures you use into the test module).
+"""Plain helpers of the evaluation tests, imported normally (the fixtures are in conftest.py).
 
-- ``eval_natural_ckpt``: small_cnn naturally trained 2 epochs on MNIST-5k (conftest's ``mnist_natural_ckpt``).
-- ``eval_batch``: 32 class-balanced MNIST-5k test examples (x in [0,1], y).
+- ``Rounding``: wraps a model, quantising its input with torch.round (zero input gradient).
 - ``linear_problem``: a random linear classifier and inputs near the middle of the box (closed forms).
+- ``linear_min_norms``: the closed-form smallest L2 and Linf perturbations of that problem.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import torch
 from torch import nn
-
-from robustbench_lite.checkpoint import load_checkpoint
-from robustbench_lite.data import class_balanced_indices, get_dataset
-
-
-@pytest.fixture(scope="session")
-def eval_natural_ckpt(mnist_natural_ckpt: Path) -> Path:
-    """The 2-epoch natural MNIST-5k model (1 epoch left a model at chance level with predictions
-    collapsed onto one class on some CPUs, which the prediction checks rightly flag)."""
-    return mnist_natural_ckpt
-
-
-@pytest.fixture(scope="session")
-def eval_model(eval_natural_ckpt: Path) -> nn.Module:
-    return load_checkpoint(eval_natural_ckpt).model.eval()
-
-
-@pytest.fixture(scope="session")
-def eval_batch() -> tuple[torch.Tensor, torch.Tensor]:
-    d = get_dataset("mnist5k").load("test")
-    return d.batch(class_balanced_indices(d.targets, 32))
 
 
 class Rounding(nn.Module):
