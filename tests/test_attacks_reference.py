@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluations.attacks import create_attack
-from evaluations.attacks.autoattack import _seed_of
-from evaluations.norms import get_norm
+from robustbench_lite.evaluations.attacks import create_attack
+from robustbench_lite.evaluations.attacks.autoattack import _seed_of
+from robustbench_lite.evaluations.norms import get_norm
 from robustbench_lite.utils import frozen, make_generator
 
 from eval_helpers import linear_min_norms, linear_problem
