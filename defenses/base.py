@@ -183,8 +183,5 @@ DEFENSES: Registry[type[Recipe]] = Registry("defense")
 
 
 def register_defense(name: str) -> Callable[[type[Recipe]], type[Recipe]]:
-    def deco(cls: type[Recipe]) -> type[Recipe]:
-        cls.name = name
-        return DEFENSES.register(name)(cls)
-
-    return deco
+    """``@register_defense("madry")``: the recipe class is registered and knows its name."""
+    return DEFENSES.register(name, set_name=True)

@@ -25,10 +25,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, *, set_name: bool = False) -> Callable[[T], T]:
+        """Decorator adding ``obj`` under ``name``; ``set_name`` also sets ``obj.name = name`` (attack
+        and defense classes know their registry name, which their results record)."""
         def deco(obj: T) -> T:
             if name in self._items:
                 raise RuntimeError(f"{self.kind} {name!r} registered twice")
+            if set_name:
+                obj.name = name  # type: ignore[attr-defined]
             self._items[name] = obj
             return obj
 

@@ -17,7 +17,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -104,12 +104,9 @@ def _check_options(attack: Attack) -> None:
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
-def register_attack(name: str):  # type: ignore[no-untyped-def]
-    def deco(cls: type[Attack]) -> type[Attack]:
-        cls.name = name
-        return ATTACKS.register(name)(cls)
-
-    return deco
+def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
+    """``@register_attack("pgd")``: the attack class is registered and knows its name."""
+    return ATTACKS.register(name, set_name=True)
 
 
 def attack_fields(cls: type[Attack]) -> list[str]:
