@@ -70,11 +70,6 @@ def pct(mask: Sequence[bool]) -> float:
     return round(100.0 * sum(1 for m in mask if m) / len(mask), 2) if len(mask) else 0.0
 
 
-def broken_by(clean: Sequence[bool], robust: Sequence[bool]) -> list[bool]:
-    """Points an attack broke: clean-correct and not robust to it."""
-    return [bool(c and not r) for c, r in zip(clean, robust)]
-
-
 def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
     """Per example: robust at (norm, eps) against every part given (the worst-case rule)."""
     robust = [bool(c) for c in clean]
@@ -82,11 +77,6 @@ def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, ep
         if p.norm == norm and p.eps <= eps + EPS_TOL:
             robust = [r and bool(q) for r, q in zip(robust, p.robust)]
     return robust
-
-
-def cascade_todo(clean: Sequence[bool], before: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
-    """Points an attack of a cascade runs on at (norm, eps): those still robust after ``before``."""
-    return worst_case(clean, before, norm, eps)
 
 
 def is_exact(clean: Sequence[bool], part: PerExample, own_earlier: Iterable[PerExample] = ()) -> bool:
@@ -224,10 +214,6 @@ def column_value(rows: Iterable[Mapping[str, Any]], attack: str, norm: str, eps:
         return Cell(min(staged), CASCADE, f"{attack} ran on the points earlier attacks left robust: the worst case "
                     "through its stage, at most its own accuracy")
     return Cell(None, why=f"{attack} has no usable accuracy at {norm}:{eps:g}")
-
-
-def robust_accuracy(record: Mapping[str, Any]) -> float | None:
-    return num(record.get("robust_accuracy"))
 
 
 # -- older records -------------------------------------------------------------------------------
