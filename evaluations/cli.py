@@ -55,6 +55,9 @@ def add_eval(sub: Subparsers) -> None:
     p.add_argument("--dataset", default=None, help="dataset for a plain state_dict (or to override the checkpoint's)")
     p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
+    p.add_argument("--data-file", default=None, metavar="FILE.npz",
+                   help="evaluate on your own arrays instead of the test split of --dataset (which still gives the "
+                   "classes, input shape and standard radii): x uint8 NHWC (0..255) or float NCHW in [0,1], y int labels")
     p.add_argument("--db", default="runs/leaderboard.sqlite", help="leaderboard database the result is recorded in")
     p.add_argument("--no-db", action="store_true", help="do not record the result in the leaderboard database")
     p.add_argument("--shard", default=None, metavar="I/K",
@@ -85,7 +88,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_threat_text(args.threat, args.dataset or checkpoint_dataset(args.model))
     opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
                        seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
-                       data_dir=args.data_dir, member=args.member, arch=args.arch, dataset=args.dataset, shard=args.shard,
+                       data_dir=args.data_dir, data_file=args.data_file, member=args.member, arch=args.arch, dataset=args.dataset,
+                       shard=args.shard,
                        channels_last=not args.no_channels_last)
     try:
         rec = evaluate(args.model, out, opts)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from robustbench_lite import results
 from robustbench_lite.checkpoint import Checkpoint, load_checkpoint
-from robustbench_lite.data import class_balanced_indices, get_dataset
+from robustbench_lite.data import class_balanced_indices, get_dataset, load_test_data
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, default_batch_size, library_versions,
@@ -54,6 +54,7 @@ class EvalOptions:
     all_points: bool = False
     data_dir: str | None = None
     member: str | None = None
+    data_file: str | None = None  # a user's .npz (x, y) in place of the test split (data.load_data_file)
     arch: str | None = None
     dataset: str | None = None
     shard: str | None = None  # "i/k": the i-th of k contiguous shards (0-based)
@@ -115,7 +116,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     require_number("the batch size", options.batch_size, integer=True, minimum=1)
     spec = get_dataset(ckpt.dataset)
     threat = _threat_for(ckpt, options)
-    data = spec.load("test", options.data_dir)
+    data = load_test_data(spec, options.data_dir, options.data_file)
     idx = class_balanced_indices(data.targets, options.n_examples)
     n_total = len(idx)
     shard_info = None
@@ -145,6 +146,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     fingerprint = make_fingerprint(suite, options.seed, n_total, sha, ckpt.member, threat,
                                    not options.all_points and suite.cascade, options.batch_size, options.shard)
     ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
+    if options.data_file:  # parts made on another file (or the dataset's own split) are not reused
+        fingerprint["data_file"] = data.sha256  # type: ignore[union-attr]
                      cascade=False if options.all_points else None,
                      standard_eps=spec.standard_eps(), offset=offset)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     if shard_info:
         record["shard"] = shard_info
     results.write_outputs(out, record, clean, parts)
+    if options.data_file:
+        record["data_file"] = {"path": str(options.data_file), "sha256": data.sha256}  # type: ignore[union-attr]
     return record
 
 
@@ -261,7 +266,7 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
         recs.append((rec["shard"]["start"], d, rec))
     recs.sort(key=lambda t: t[0])
     first = recs[0][2]
-    same = ("seed", "threat", "batch_size")
+    same = ("seed", "threat", "batch_size", "data_file")
     for _, d, rec in recs:
         if (rec["suite"]["hash"] != first["suite"]["hash"] or rec["checkpoint"]["sha256"] != first["checkpoint"]["sha256"]
                 or rec["suite"]["cascade"] != first["suite"]["cascade"] or rec["shard"]["n_total"] != first["shard"]["n_total"]
@@ -323,7 +328,7 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     if suite.checks:
         record["checks"] += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
     record.update({k: first[k] for k in ("format", "format_version", "checkpoint", "suite", "threat", "seed", "versions",
-                                         "device", "batch_size") if k in first})
+                                         "device", "batch_size", "data_file") if k in first})
     record.update({"n": n_total, "indices": [i for _, _, rec in recs for i in rec["indices"]], "labels": labels,
                    "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                    "merged_from": [str(d) for _, d, _ in recs]})

@@ -19,6 +19,7 @@ are kept, so any N >= num_classes covers every class and the same N examples com
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -252,6 +253,103 @@ def _synthetic_loader(shape: tuple[int, int, int], n_train: int, n_test: int) ->
 
 register_dataset(DatasetSpec("synthetic", 10, (1, 28, 28), _synthetic_loader((1, 28, 28), 256, 64), eps={"linf": "0.3", "l2": "2.0", "l1": "10"}))
 register_dataset(DatasetSpec("synthetic_rgb", 10, (3, 32, 32), _synthetic_loader((3, 32, 32), 128, 32), eps={"linf": "8/255", "l2": "0.5", "l1": "12"}, augmentation="cifar"))
+
+
+# -- a user's own arrays (--data-file) -------------------------------------------------------------
+
+class FileData(ArrayData):
+    """A user's test arrays read by :func:`load_data_file`; ``sha256`` is the file's content hash."""
+
+    def __init__(self, x: Tensor, y: Tensor, path: Path, sha256: str) -> None:
+        super().__init__(x, y)
+        self.path, self.sha256 = path, sha256
+
+
+def _layout(shape: tuple[int, ...], spec: DatasetSpec, floating: bool, what: str) -> str:
+    """"nchw" or "nhwc" for an array of ``shape`` holding ``spec``'s images; a BenchError otherwise."""
+    c, h, w = spec.input_shape
+    want = f"{spec.name} needs images of {c}x{h}x{w} (N, C, H, W) or {h}x{w}x{c} (N, H, W, C)"
+    if len(shape) != 4:
+        raise BenchError(f"{what} x has shape {shape}, not a batch of images: {want}.")
+    fits = [name for name, got in (("nchw", shape[1:]), ("nhwc", (shape[3], shape[1], shape[2]))) if got == (c, h, w)]
+    if fits:  # both only when C == H == W: then uint8 is read NHWC and floats NCHW, as documented
+        return fits[0] if len(fits) == 1 else ("nchw" if floating else "nhwc")
+    for name, got_c, got_hw in (("nchw", shape[1], shape[2:]), ("nhwc", shape[3], shape[1:3])):
+        if got_hw == (h, w):
+            raise BenchError(f"{what} x has {got_c} channel(s) of {h}x{w} ({name.upper()}); {spec.name} has {c}.")
+    raise BenchError(f"{what} x has shape {shape}: {want}.")
+
+
+def load_data_file(path: str | Path, spec: DatasetSpec) -> FileData:
+    """A user's test set from an ``.npz`` with arrays ``x`` and ``y``, checked against ``spec``.
+
+    ``x``: uint8 (0..255) or float in [0,1], NCHW or NHWC (told apart by ``spec``'s channel count and
+    image size; N x H x W is read as one channel); ``y``: integer labels in [0, num_classes), one per
+    image. Every problem is a :class:`BenchError` of one sentence. Example::
+
+        np.savez("test.npz", x=images_uint8_nhwc, y=labels)
+        data = load_data_file("test.npz", get_dataset("cifar10"))
+    """
+    import numpy as np
+
+    from .files import sha256_file
+
+    p = Path(path)
+    what = f"--data-file {p}:"
+    if not p.is_file():
+        raise BenchError(f"--data-file {p} does not exist.")
+    not_npz = f"{what} not an .npz archive (write it with numpy.savez(path, x=..., y=...))."
+    try:
+        npz = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        raise BenchError(not_npz) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise BenchError(not_npz)
+    with npz:
+        missing = [k for k in ("x", "y") if k not in npz.files]
+        if missing:
+            raise BenchError(f"{what} has no array {' or '.join(repr(k) for k in missing)} "
+                             f"(it holds {', '.join(npz.files) or 'nothing'}); write numpy.savez(path, x=..., y=...).")
+        try:
+            x, y = npz["x"], npz["y"]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise BenchError(f"{what} x and y are not readable numeric arrays ({str(e).splitlines()[0]}).") from None
+    if x.dtype != np.uint8 and x.dtype.kind != "f":
+        raise BenchError(f"{what} x is {x.dtype}; give uint8 (0..255) or float values in [0,1].")
+    c = spec.input_shape[0]
+    if x.ndim == 3 and c == 1:
+        x = x[:, None]
+    layout = _layout(tuple(int(s) for s in x.shape), spec, x.dtype.kind == "f", what)
+    if y.ndim != 1:
+        raise BenchError(f"{what} y has shape {tuple(y.shape)}; give one integer label per image (shape (N,)).")
+    if len(x) != len(y):
+        raise BenchError(f"{what} x holds {len(x)} images but y {len(y)} labels.")
+    if len(y) == 0:
+        raise BenchError(f"{what} x and y are empty.")
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            raise BenchError(f"{what} x holds NaN or infinite values.")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise BenchError(f"{what} x holds values in [{lo:.4g}, {hi:.4g}], outside [0,1]: give floats in [0,1] or "
+                             "uint8 0..255 (normalisation belongs inside the model).")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not (y == np.round(y)).all():
+            raise BenchError(f"{what} y holds non-integer labels; give integer class indices.")
+    elif y.dtype.kind not in "iu":
+        raise BenchError(f"{what} y is {y.dtype}; give integer class indices.")
+    if y.min() < 0 or y.max() >= spec.num_classes:
+        raise BenchError(f"{what} y holds labels from {int(y.min())} to {int(y.max())}; {spec.name} has classes "
+                         f"0..{spec.num_classes - 1}.")
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    xt = xt.permute(0, 3, 1, 2).contiguous() if layout == "nhwc" else xt
+    xt = xt if xt.dtype == torch.uint8 else xt.float()
+    return FileData(xt, torch.from_numpy(y.astype(np.int64)), p, sha256_file(p))
+
+
+def load_test_data(spec: DatasetSpec, data_dir: str | Path | None = None, data_file: str | Path | None = None) -> Data:
+    """The test split of ``spec``, or a user's ``data_file`` in its place (:func:`load_data_file`)."""
+    return load_data_file(data_file, spec) if data_file else spec.load("test", data_dir)
 
 
 # -- augmentation -------------------------------------------------------------------------------
