@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,7 +33,8 @@ from torch import Tensor, nn
 
 from .data import get_dataset
 from .errors import BenchError
-from .models import MODELS, build_external, create_model
+from .models import MODELS, apply_normalize, build_external, create_model, kwargs_from_state_dict, parse_normalize
+from .models.hub import build_library_model, is_library_spec
 from .threat import ThreatModel
 from .utils import atomic_torch_save, library_versions
 
@@ -116,23 +116,32 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-# prefixes other code adds around a model's keys: DataParallel/DDP, torch.compile, and the
-# ExternalModel wrapper of robustbench_lite before its state_dict became the user's own
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "net.")
+# prefixes other code adds around a model's keys: DataParallel/DDP, torch.compile, the ExternalModel
+# wrapper of robustbench_lite before its state_dict became the user's own, and RobustBench's wrappers
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "net.", "model.")
+
+# the last name of a key that holds an input normalisation, and which half of it
+_NORM_NAMES = {"mean": "mean", "mu": "mean", "std": "std", "sigma": "std"}
+
+
+def _norm_kind(key: str) -> str | None:
+    return _NORM_NAMES.get(key.rsplit(".", 1)[-1])
 
 
 def _key_candidates(sd: Mapping[str, Tensor]) -> list[dict[str, Tensor]]:
-    """``sd`` as stored first, then with a wrapper's prefix (shared by every key) stripped, up to two deep.
+    """``sd`` as stored first, then with a wrapper's prefix (shared by every key but the normalisation
+    buffers, e.g. RobustBench's ``normalize.mean`` beside ``model.*``) stripped, up to two deep.
 
     The stored keys always come first: a user's model whose own top-level attribute is ``module`` or
     ``net`` has every key under that prefix, and must not lose it."""
     out = [dict(sd)]
     for depth in range(2):
         for cand in list(out):
+            body = [k for k in cand if not _norm_kind(k)] or list(cand)
             for p in _WRAPPER_PREFIXES:
-                if cand and all(k.startswith(p) for k in cand):
-                    stripped = {k[len(p):]: v for k, v in cand.items()}
-                    if all(stripped.keys() != c.keys() for c in out):
+                if body and all(k.startswith(p) for k in body):
+                    stripped = {k[len(p):] if k.startswith(p) else k: v for k, v in cand.items()}
+                    if len(stripped) == len(cand) and all(stripped.keys() != c.keys() for c in out):
                         out.append(stripped)
     return out
 
@@ -148,10 +157,36 @@ def _plain_state_dict(obj: Mapping[str, Any]) -> dict[str, Tensor] | None:
     return None
 
 
+def _normalisation_fits(model: nn.Module, extra: Mapping[str, Tensor], arch: str, path: Path) -> None:
+    """Normalisation buffers stored in the file but not in the model's state_dict must equal the
+    normalisation the model applies (its non-persistent ``mean``/``std`` buffers), else one sentence."""
+    applied: dict[str, list[Tensor]] = {"mean": [], "std": []}
+    for name, buf in model.named_buffers():
+        kind = _norm_kind(name)
+        if kind:
+            applied[kind].append(buf.detach().flatten().float().cpu())
+    for k, v in extra.items():
+        kind = _norm_kind(k) or "mean"
+        got = v.detach().flatten().float().cpu()
+        vals = [round(float(t), 4) for t in got[:6]]
+        if not applied[kind]:
+            raise BenchError(f"{path} stores an input normalisation ({k} = {vals}) that arch {arch!r} does not apply; "
+                             "pass --normalize with the file's means and stds.")
+        if not any(a.numel() in (1, got.numel()) and got.numel() in (1, a.numel())
+                   and torch.allclose(a, got, atol=1e-4) for a in applied[kind]):
+            have = [round(float(t), 4) for t in applied[kind][0][:6]]
+            raise BenchError(f"{path} stores the input normalisation {k} = {vals} but the model applies {have}; "
+                             "pass --normalize with the file's means and stds.")
+
+
 def _load_into(model: nn.Module, sd: Mapping[str, Tensor], arch: str, path: Path) -> None:
+    """Strict, except (RobustBench's rule) for input-normalisation buffers: the model's own ``mu``/``sigma``/
+    ``mean``/``std`` buffers may be missing from the file (they keep their values), and ones the file
+    stores beyond the model's state_dict must equal the normalisation the model applies."""
     own = model.state_dict()
     cands = _key_candidates(sd)
     fits = [c for c in cands if c.keys() == own.keys()]
+    fits += [c for c in cands if c not in fits and all(_norm_kind(k) for k in c.keys() ^ own.keys())]
     if not fits:
         best = min(cands, key=lambda c: len(c.keys() ^ own.keys()))
         missing = [k for k in own if k not in best]
@@ -161,7 +196,7 @@ def _load_into(model: nn.Module, sd: Mapping[str, Tensor], arch: str, path: Path
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})."
         )
     sd = fits[0]
-    bad = [k for k in own if not isinstance(sd[k], Tensor) or own[k].shape != sd[k].shape]
+    bad = [k for k in own if k in sd and (not isinstance(sd[k], Tensor) or own[k].shape != sd[k].shape)]
     if bad:
         k = bad[0]
         got = f"shape {tuple(sd[k].shape)}" if isinstance(sd[k], Tensor) else f"a {type(sd[k]).__name__}"
@@ -169,15 +204,47 @@ def _load_into(model: nn.Module, sd: Mapping[str, Tensor], arch: str, path: Path
             f"the weights in {path} do not fit arch {arch!r}: {k} has {got}, "
             f"the model expects {tuple(own[k].shape)} (wrong architecture or class count?)."
         )
-    model.load_state_dict(sd, strict=True)
+    extra = {k: v for k, v in sd.items() if k not in own}
+    missing = [k for k in own if k not in sd]
+    if extra:
+        _normalisation_fits(model, extra, arch, path)
+    if missing:
+        logger.info("%s has no %s; the model keeps its own normalisation values", path, ", ".join(missing))
+    if not extra and not missing:
+        model.load_state_dict(sd, strict=True)
+        return
+    result = model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    if sorted(result.missing_keys) != sorted(missing) or result.unexpected_keys:  # pragma: no cover - a hook's bug
+        raise BenchError(f"the weights in {path} do not fit arch {arch!r}: {result}.")
+
+
+def _inferred_kwargs(arch: str, sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    """What a registered arch reads off a plain state_dict (first prefix candidate it recognises)."""
+    if arch not in MODELS:
+        return {}
+    for cand in _key_candidates(sd):
+        kwargs = kwargs_from_state_dict(arch, cand)
+        if kwargs:
+            return kwargs
+    return {}
 
 
 def _build(arch: str, kwargs: Mapping[str, Any], num_classes: int, in_channels: int, from_cli: bool) -> nn.Module:
     if arch in MODELS:
         return create_model(arch, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    if is_library_spec(arch):  # imports only torchvision or timm, never a name from the file
+        return build_library_model(arch, num_classes=num_classes, in_channels=in_channels)
     if from_cli and ":" in arch:
         return build_external(arch, num_classes=num_classes)
     raise BenchError(f"unknown model {arch!r}; known: {', '.join(MODELS.names())} (or --arch module:callable).")
+
+
+def _normalized(model: nn.Module, normalize: str | None, channels: int) -> nn.Module:
+    """``model`` with ``--normalize`` applied (see :func:`~robustbench_lite.models.apply_normalize`)."""
+    if normalize is None:
+        return model
+    mean, std = parse_normalize(normalize, channels)
+    return apply_normalize(model, mean, std)
 
 
 def _is_int(v: Any, minimum: int = 1) -> bool:
@@ -234,11 +301,18 @@ def _check_format(obj: Mapping[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str | None = None,
-                    member: str | None = None, num_classes: int | None = None) -> Checkpoint:
+                    member: str | None = None, num_classes: int | None = None,
+                    normalize: str | None = None) -> Checkpoint:
     """Load a robustbench_lite checkpoint, or a plain state_dict when ``arch`` and ``dataset`` are given.
 
-    ``arch`` may name a registered model or (command line only) ``module:callable`` / ``file.py:callable``;
-    it overrides the stored arch. ``member`` picks a network of a multi-model checkpoint (ACT: ``natural``).
+    ``arch`` may name a registered model, ``torchvision:<name>`` / ``timm:<name>``, or (command line only)
+    ``module:callable`` / ``file.py:callable``; it overrides the stored arch. A plain state_dict is found
+    at the top level or under ``state_dict`` / ``model_state_dict`` / ``model`` / ``net``, with ``module.``
+    / ``model.`` (and ``_orig_mod.``, ``net.``) prefixes stripped, and a registered arch reads its optional
+    parts (and, for ``wide_resnet`` / ``dm_wide_resnet``, depth and width) off its keys.
+    ``member`` picks a network of a multi-model checkpoint (ACT: ``natural``). ``normalize``
+    (``--normalize``: ``MEAN,STD``, per-channel lists, or a dataset name) puts that input normalisation
+    inside the model; the state_dict keys are unchanged.
     A checkpoint with the format marker whose fields are missing or ill-typed is a :class:`BenchError`.
     """
     path = Path(path)
@@ -260,7 +334,7 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
             ds_name = dataset
         stored_arch = obj["arch"]
         use_arch = arch or stored_arch
-        kwargs = dict(obj.get("arch_kwargs", {})) if use_arch == stored_arch else {}
+        kwargs = dict(obj.get("arch_kwargs", {})) if use_arch == stored_arch else _inferred_kwargs(use_arch, members[member])
         shape = tuple(obj["input_shape"])
         if kwargs and use_arch in MODELS:
             try:
@@ -270,6 +344,7 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
                 raise _bad(path, f"arch {use_arch!r} rejects its arch_kwargs {kwargs!r} ({reason})") from None
         else:
             model = _build(use_arch, kwargs, n_cls, shape[0], from_cli=arch is not None)
+        model = _normalized(model, normalize, shape[0])
         _load_into(model, members[member], use_arch, path)
         try:
             threat = ThreatModel.from_dict(obj["threat"]) if obj.get("threat") else None
@@ -287,7 +362,8 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
         raise BenchError(f"{path} is a plain state_dict: pass --arch and --dataset so it can be built.")
     spec = get_dataset(dataset)
     n_cls = num_classes or spec.num_classes
-    model = _build(arch, {}, n_cls, spec.input_shape[0], from_cli=True)
+    kwargs = _inferred_kwargs(arch, sd)
+    model = _normalized(_build(arch, kwargs, n_cls, spec.input_shape[0], from_cli=True), normalize, spec.input_shape[0])
     _load_into(model, sd, arch, path)
     try:
         with torch.no_grad():
@@ -297,4 +373,4 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
         raise BenchError(f"arch {arch!r} cannot run on {dataset} inputs of shape {tuple(spec.input_shape)} ({first}).") from None
     if out_features != spec.num_classes:
         raise BenchError(f"{path} gives {out_features} logits but {dataset} has {spec.num_classes} classes.")
-    return Checkpoint(model, arch, {}, dataset, n_cls, spec.input_shape, None, "unknown", raw={})
+    return Checkpoint(model, arch, kwargs, dataset, n_cls, spec.input_shape, None, "unknown", raw={})

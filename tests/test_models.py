@@ -7,7 +7,11 @@ from robustbench_lite.models import MODELS, BenchModel, create_model
 SHAPES = {"small_cnn": (1, 28, 28), "linear": (1, 28, 28), "resnet50": (3, 224, 224)}
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+# seconds each to build and run on 2 CPU cores (the large WRNs, and generic factories whose default is one)
+SLOW = {"wrn_34_20", "wrn_70_16", "dm_wrn_70_16", "dm_wrn_28_10", "wide_resnet", "dm_wide_resnet", "dm_preact_resnet34"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MODELS.names()])
 def test_every_model_gives_logits_and_both_feature_maps(name):
     shape = SHAPES.get(name, (3, 32, 32))
     torch.manual_seed(0)

@@ -59,9 +59,7 @@ class ExternalModel(BenchModel):
         super().__init__()
         self.net = net
         self.num_classes = num_classes
-        self._register_state_dict_hook(_drop_wrapper_prefix)
-        self._register_load_state_dict_pre_hook(_add_wrapper_prefix, with_module=True)
-        self.register_load_state_dict_post_hook(_drop_wrapper_prefix_from_report)
+        hide_inner_prefix(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -72,7 +70,17 @@ class ExternalModel(BenchModel):
         raise BenchError("this model came from --arch module:callable and exposes no features; register it as a BenchModel.")
 
 
-_INNER = "net."  # ExternalModel's attribute for the user's module, hidden from its state_dict
+_INNER = "net."  # a wrapper's attribute for the wrapped module, hidden from its state_dict
+
+
+def hide_inner_prefix(wrapper: nn.Module) -> None:
+    """Make ``wrapper``'s state_dict the one of its ``wrapper.net``: keys carry no ``net.`` prefix on save,
+    get it back on load, and missing/unexpected keys are reported without it. Used by
+    :class:`ExternalModel` and by the normalising and library wrappers (``models/normalize.py``,
+    ``models/hub.py``); the wrapper's own buffers must be non-persistent."""
+    wrapper._register_state_dict_hook(_drop_wrapper_prefix)
+    wrapper._register_load_state_dict_pre_hook(_add_wrapper_prefix, with_module=True)
+    wrapper.register_load_state_dict_post_hook(_drop_wrapper_prefix_from_report)
 
 
 def _drop_wrapper_prefix(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ import inspect
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -29,6 +29,14 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs:
         return factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
     except TypeError as e:
         raise BenchError(f"model {name!r} does not take these arguments ({e}).") from None
+
+
+def kwargs_from_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments a registered model reads off a plain state_dict in its layout (optional parts
+    such as ``sub_block1``, or depth and width for the generic factories); ``{}`` when it reads none.
+    A factory offers this as its ``kwargs_from_state_dict`` attribute."""
+    fn = getattr(MODELS.get(name), "kwargs_from_state_dict", None)
+    return dict(fn(state_dict)) if fn is not None else {}
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -78,11 +86,15 @@ def load_callable(spec: str) -> Callable[..., nn.Module]:
 
 
 def build_external(spec: str, *, num_classes: int) -> nn.Module:
-    """The user's module from ``module:callable`` / ``file.py:callable`` (called with ``num_classes``
+    """``torchvision:<name>`` / ``timm:<name>`` (see :mod:`.hub`), or the user's module from
+    ``module:callable`` / ``file.py:callable`` (called with ``num_classes``
     when it takes it). A plain ``nn.Module`` is wrapped in :class:`ExternalModel`, whose state_dict
     keys are the module's own (no prefix), so the user's saved weights load as they are."""
     from .base import BenchModel, ExternalModel
+    from .hub import build_library_model, is_library_spec
 
+    if is_library_spec(spec):
+        return build_library_model(spec, num_classes=num_classes)
     fn = load_callable(spec)
     try:
         params = inspect.signature(fn).parameters

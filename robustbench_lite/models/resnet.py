@@ -1,17 +1,25 @@
-"""CIFAR ResNets and WideResNets, and torchvision's ImageNet ResNet-50.
+"""CIFAR ResNets and PreActResNets in RobustBench's key layout (``model_zoo/architectures/resnet.py``,
+itself kuangliu/pytorch-cifar), so their state_dicts load as they are.
 
-- ``resnet18``: the standard CIFAR ResNet-18 (kuangliu/pytorch-cifar) with a 3x3 stride-1 stem,
-  widths 64/128/256/512, as ACT, AFD and TRADES use it. ``widths=(16,32,48,64)`` with
-  ``in_channels=1`` is AFD's small MNIST ResNet-18.
-- ``preact_resnet18``: He et al. 2016 pre-activation ResNet-18 (CIFAR stem).
-- ``wrn_28_10`` / ``wrn_34_10``: the TRADES WideResNet (Zagoruyko & Komodakis 2016).
-- ``resnet50``: torchvision's ImageNet ResNet-50 with the ImageNet mean/std inside the model.
+- ``resnet18``, ``resnet34``, ``cifar_resnet50``: He et al. 2016 with a 3x3 stride-1 stem (as ACT, AFD
+  and TRADES use it). Keys ``conv1``, ``bn1``, ``layer1.0.{conv,bn}{1,2[,3]}``,
+  ``layerN.0.shortcut.{0,1}`` (1x1 conv + BN where the shape changes), ``linear``.
+  ``widths=(16,32,48,64)`` with ``in_channels=1`` is AFD's small MNIST ResNet-18.
+- ``preact_resnet18``: RobustBench's ``PreActResNet(PreActBlock, [2,2,2,2])`` (Wong et al. 2020):
+  keys ``conv1``, ``layerN.M.{bn1,conv1,bn2,conv2}``, ``layerN.0.shortcut.0`` (1x1 conv), ``linear``;
+  no BN before the classifier and the shortcut reads the block's raw input. ``bn_before_fc=True``
+  adds ``bn`` (BN+ReLU before pooling) and, as in every RobustBench model that has it (Rice et al.
+  2020), the shortcut reads the activated input; a plain state_dict holding ``bn.*`` selects it.
+
+``resnet50`` (ImageNet, torchvision) lives in :mod:`.hub`. Example::
+
+    m = create_model("preact_resnet18", num_classes=10)
+    m.features(torch.rand(2, 3, 32, 32)).pooled.shape   # (2, 512)
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -28,9 +36,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        self.shortcut = _shortcut(in_planes, planes * self.expansion, stride, bn=True)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -38,150 +44,138 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class PreActBlock(nn.Module):
+class Bottleneck(nn.Module):
+    expansion = 4
+
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.shortcut = _shortcut(in_planes, planes * self.expansion, stride, bn=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x))
+
+
+def _shortcut(in_planes: int, out_planes: int, stride: int, *, bn: bool) -> nn.Sequential:
+    """Empty Sequential (identity) when the shape is kept, else 1x1 conv (+ BN): keys ``shortcut.0``, ``shortcut.1``."""
+    if stride == 1 and in_planes == out_planes:
+        return nn.Sequential()
+    layers: list[nn.Module] = [nn.Conv2d(in_planes, out_planes, 1, stride, bias=False)]
+    if bn:
+        layers.append(nn.BatchNorm2d(out_planes))
+    return nn.Sequential(*layers)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block; ``out_shortcut`` makes the shortcut read relu(bn1(x)) instead of x."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, out_shortcut: bool = False) -> None:
+        super().__init__()
+        self.out_shortcut = out_shortcut
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.shortcut: nn.Module | None = None
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+            self.shortcut = _shortcut(in_planes, planes, stride, bn=False)
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(x))
-        sc = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
+        sc = self.shortcut(out if self.out_shortcut else x) if hasattr(self, "shortcut") else x
+        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
         return out + sc
 
 
-class _CifarResNet(BenchModel):
-    def __init__(self, block: type[nn.Module], num_blocks: Sequence[int], num_classes: int, in_channels: int,
-                 widths: Sequence[int], preact: bool) -> None:
+class CifarResNet(BenchModel):
+    """ResNet with a CIFAR stem; ``pre_pool`` is the last stage's map, ``pooled`` its global average."""
+
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], num_blocks: Sequence[int], num_classes: int = 10,
+                 in_channels: int = 3, widths: Sequence[int] = (64, 128, 256, 512)) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.preact = preact
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0] if not preact else widths[-1])
-        layers, in_planes = [], widths[0]
-        for i, (w, n) in enumerate(zip(widths, num_blocks)):
-            strides = [1 if i == 0 else 2] + [1] * (n - 1)
-            blocks = []
-            for s in strides:
-                blocks.append(block(in_planes, w, s))
-                in_planes = w
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.linear = nn.Linear(widths[-1], num_classes)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.layer1, self.layer2, self.layer3, self.layer4 = _stages(block, num_blocks, widths, {})
+        self.linear = nn.Linear(widths[-1] * block.expansion, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        out = self.conv1(x)
-        if not self.preact:
-            out = F.relu(self.bn1(out))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        if self.preact:
-            out = F.relu(self.bn1(out))
-        return out
+        out = F.relu(self.bn1(self.conv1(x)))
+        return self.layer4(self.layer3(self.layer2(self.layer1(out))))
 
     def head(self, z: Tensor) -> Tensor:
         return self.linear(z)
 
 
+class PreActResNet(BenchModel):
+    """RobustBench's PreActResNet; ``bn_before_fc`` adds BN+ReLU (key ``bn``) before pooling."""
+
+    def __init__(self, num_blocks: Sequence[int] = (2, 2, 2, 2), num_classes: int = 10, in_channels: int = 3,
+                 widths: Sequence[int] = (64, 128, 256, 512), *, bn_before_fc: bool = False,
+                 out_shortcut: bool = False) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.layer1, self.layer2, self.layer3, self.layer4 = _stages(PreActBlock, num_blocks, widths,
+                                                                     {"out_shortcut": out_shortcut})
+        self.bn = nn.BatchNorm2d(widths[-1]) if bn_before_fc else None
+        self.linear = nn.Linear(widths[-1], num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        return F.relu(self.bn(out)) if self.bn is not None else out
+
+    def head(self, z: Tensor) -> Tensor:
+        return self.linear(z)
+
+
+def _stages(block: Any, num_blocks: Sequence[int], widths: Sequence[int], extra: dict[str, Any]) -> list[nn.Sequential]:
+    if len(widths) != 4 or len(num_blocks) != 4:
+        raise ValueError(f"a CIFAR ResNet has 4 stages; got widths {tuple(widths)}.")
+    stages, in_planes = [], widths[0]
+    for i, (w, n) in enumerate(zip(widths, num_blocks)):
+        blocks = []
+        for s in [1 if i == 0 else 2] + [1] * (n - 1):
+            blocks.append(block(in_planes, w, s, **extra))
+            in_planes = w * block.expansion
+        stages.append(nn.Sequential(*blocks))
+    return stages
+
+
 @register_model("resnet18")
 def resnet18(num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 128, 256, 512)) -> BenchModel:
-    return _CifarResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, tuple(widths), preact=False)
+    return CifarResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, tuple(widths))
+
+
+@register_model("resnet34")
+def resnet34(num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 128, 256, 512)) -> BenchModel:
+    return CifarResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels, tuple(widths))
+
+
+@register_model("cifar_resnet50")
+def cifar_resnet50(num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 128, 256, 512)) -> BenchModel:
+    return CifarResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, tuple(widths))
 
 
 @register_model("preact_resnet18")
-def preact_resnet18(num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 128, 256, 512)) -> BenchModel:
-    return _CifarResNet(PreActBlock, (2, 2, 2, 2), num_classes, in_channels, tuple(widths), preact=True)
+def preact_resnet18(num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 128, 256, 512), *,
+                    bn_before_fc: bool = False, out_shortcut: bool | None = None) -> BenchModel:
+    """``out_shortcut`` defaults to ``bn_before_fc`` (RobustBench pairs them: Wong 2020 neither, Rice 2020 both)."""
+    return PreActResNet((2, 2, 2, 2), num_classes, in_channels, tuple(widths), bn_before_fc=bn_before_fc,
+                        out_shortcut=bn_before_fc if out_shortcut is None else out_shortcut)
 
 
-class _WideBlock(nn.Module):
-    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_planes)
-        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
-        self.equal = in_planes == out_planes
-        self.shortcut = None if self.equal else nn.Conv2d(in_planes, out_planes, 1, stride, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        o = F.relu(self.bn1(x))
-        out = self.conv2(F.relu(self.bn2(self.conv1(o))))
-        return out + (x if self.shortcut is None else self.shortcut(o))
+def _preact_parts(sd: Mapping[str, Any]) -> dict[str, Any]:
+    return {"bn_before_fc": "bn.weight" in sd}
 
 
-class WideResNet(BenchModel):
-    """TRADES-style WideResNet-depth-widen (yaodongyu/TRADES models/wideresnet.py), no dropout."""
-
-    def __init__(self, depth: int = 34, widen_factor: int = 10, num_classes: int = 10, in_channels: int = 3) -> None:
-        super().__init__()
-        if (depth - 4) % 6:
-            raise ValueError("WideResNet depth must be 6n+4")
-        n = (depth - 4) // 6
-        ch = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
-        self.num_classes = num_classes
-        self.conv1 = nn.Conv2d(in_channels, ch[0], 3, 1, 1, bias=False)
-
-        def group(i: int, o: int, s: int) -> nn.Sequential:
-            return nn.Sequential(*[_WideBlock(i if k == 0 else o, o, s if k == 0 else 1) for k in range(n)])
-
-        self.block1, self.block2, self.block3 = group(ch[0], ch[1], 1), group(ch[1], ch[2], 2), group(ch[2], ch[3], 2)
-        self.bn1 = nn.BatchNorm2d(ch[3])
-        self.fc = nn.Linear(ch[3], num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        out = self.block3(self.block2(self.block1(self.conv1(x))))
-        return F.relu(self.bn1(out))
-
-    def head(self, z: Tensor) -> Tensor:
-        return self.fc(z)
-
-
-@register_model("wrn_28_10")
-def wrn_28_10(num_classes: int = 10, in_channels: int = 3) -> BenchModel:
-    return WideResNet(28, 10, num_classes, in_channels)
-
-
-@register_model("wrn_34_10")
-def wrn_34_10(num_classes: int = 10, in_channels: int = 3) -> BenchModel:
-    return WideResNet(34, 10, num_classes, in_channels)
-
-
-class ImageNetResNet50(BenchModel):
-    """torchvision ResNet-50; ImageNet mean/std normalisation happens inside (inputs stay in [0,1])."""
-
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
-        super().__init__()
-        import torchvision
-
-        self.num_classes = num_classes
-        self.net = torchvision.models.resnet50(weights=None, num_classes=num_classes)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        n = self.net
-        x = (x - self.mean) / self.std
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
-
-    def head(self, z: Tensor) -> Tensor:
-        return self.net.fc(z)
-
-
-@register_model("resnet50")
-def resnet50(num_classes: int = 1000, in_channels: int = 3) -> BenchModel:
-    return ImageNetResNet50(num_classes, in_channels)
+preact_resnet18.kwargs_from_state_dict = _preact_parts  # type: ignore[attr-defined]
