@@ -97,7 +97,9 @@ def add_leaderboard(sub: Subparsers) -> None:
     p.add_argument("--threat", default=None, metavar="T",
                    help='only this threat model, e.g. "linf:8/255" or "l2:0.5" (default: all)')
     p.add_argument("--with-baselines", action="store_true",
-                   help="merge in the published results for the same datasets and threats, marked as published")
+                   help="merge in the published results for the same datasets and threats, marked as published: the "
+                   "papers' tables and every RobustBench leaderboard entry (cifar10 linf:8/255 and l2:0.5, cifar100 "
+                   "linf:8/255, imagenet linf:4/255; robustbench_lite/leaderboards/README.md)")
     _add_baselines(p)
     p.add_argument("--sort", default=DEFAULT_SORT, metavar="COLUMN",
                    help=f"column to rank by (default: {DEFAULT_SORT}, the worst-case robust accuracy; entries with "

@@ -9,6 +9,11 @@ marked ``cascade``, the worst case through its stage of a cascade. Records of se
 config, member, arch, dataset, threat and suite; different ``checkpoint.seed``) are one entry whose
 numbers read "mean ± std" (sample std) with a ``seeds`` count.
 
+With baselines, RobustBench's leaderboard entries of the same dataset and threat join too
+(:func:`zoo_entries`, from :mod:`robustbench_lite.zoo`): ``autoattack`` is RobustBench's AutoAttack
+accuracy, ``best_known`` its stronger evaluation where one exists, ``robust`` the worst case of the two;
+entries RobustBench flags unreliable rank last, as entries with a failed check do.
+
 ARDist uses the published ARREST fit of the dataset (cifar10, cifar100), else a cubic fitted to the
 published (clean, AutoAttack) points of that dataset when at least 4 exist, else it stays blank. A
 fitted cubic is never extrapolated: ARDist stays blank for a clean accuracy outside the range of the
@@ -32,6 +37,7 @@ import pandas as pd
 
 from robustbench_lite.errors import BenchError
 from robustbench_lite.results import mean_std
+from robustbench_lite.zoo import ZooEntry, all_entries, source_commit
 
 from .ardist import Cubic, ardist_or_reason
 from .baselines import baseline_entries, curve_for_dataset, dataset_key, load_baselines
@@ -66,14 +72,16 @@ class Entry:
     failed_checks: tuple[tuple[str, str, str], ...] = ()  # (model, check name, detail)
     scopes: Mapping[str, str] = field(default_factory=dict)  # metric -> "cascade" where not the attack's own
     notes: tuple[tuple[str, str], ...] = ()  # (metric, why) a cell is blank, e.g. no well-conditioned ARDist curve
+    zoo: ZooEntry | None = None  # the RobustBench leaderboard entry this line shows
 
     def get(self, metric: str) -> float | None:
         return self.values.get(metric, (None, None))[0]
 
     @property
     def unreliable(self) -> bool:
-        """A sanity check failed: its numbers cannot be trusted and it ranks after the others."""
-        return bool(self.failed_checks)
+        """A sanity check failed, or RobustBench flags the entry's evaluation as unreliable: its numbers
+        cannot be trusted and it ranks after the others."""
+        return bool(self.failed_checks) or (self.zoo is not None and self.zoo.unreliable)
 
 
 def _group_key(s: RecordSummary) -> tuple[Any, ...]:
@@ -160,6 +168,35 @@ def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = 
     return out
 
 
+def zoo_entries(dataset: str, norm: str | None = None, eps: float | None = None,
+                table: Sequence[ZooEntry] | None = None) -> list[Entry]:
+    """RobustBench's leaderboard entries of ``dataset`` (at the threat, if given; eps within 2 %, as the
+    published tables) as leaderboard lines: ``autoattack`` is RobustBench's AutoAttack accuracy,
+    ``best_known`` its ``external`` accuracy where a stronger evaluation exists, and ``robust`` the
+    worst case of the two (the value RobustBench ranks by). Blank numbers stay blank."""
+    rows = all_entries() if table is None else table
+    curve, no_curve = curve_for_dataset(dataset, None)
+    source = f"published: RobustBench {source_commit()[:7]}" if table is None else "published: RobustBench"
+    out = []
+    for z in rows:
+        tm = z.threat_model
+        if dataset_key(z.dataset) != dataset_key(dataset) or (norm is not None and tm.norm != norm):
+            continue
+        if eps is not None and not same_eps(tm.eps, eps, rel=THREAT_REL_TOL):
+            continue
+        robust = z.best_known
+        values = {m: (None, None) for m in METRICS}
+        values.update(clean=(z.clean_acc, None), autoattack=(z.autoattack_acc, None), robust=(robust, None),
+                      best_known=(z.external_acc, None))
+        if z.clean_acc is not None and robust is not None:
+            values["sum"] = (z.clean_acc + robust, None)
+        values["ardist"] = (_ardist(z.clean_acc, z.autoattack_acc, curve, no_curve)[0], None)
+        out.append(Entry(model=z.name, defense="published", arch=z.architecture, dataset=z.dataset, threat=z.threat,
+                         values=values, sanity="UNRELIABLE (RobustBench)" if z.unreliable else "", published=True,
+                         source=source, zoo=z))
+    return out
+
+
 def rank_entries(entries: Sequence[Entry], sort: str = DEFAULT_SORT) -> list[Entry]:
     """Entries ordered by ``sort``: numbers descending, text ascending, missing values last; an
     entry with a failed sanity check after every entry without one."""
@@ -196,8 +233,10 @@ def select_summaries(records: Iterable[Mapping[str, Any]], dataset: str | None =
 
 def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | None = None,
                         threat: str | None = None, with_baselines: bool = False,
-                        baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT) -> list[Entry]:
-    """Ranked entries of ``records`` (plus published rows of the same datasets and threats)."""
+                        baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT,
+                        zoo_table: Sequence[ZooEntry] | None = None) -> list[Entry]:
+    """Ranked entries of ``records`` (plus, ``with_baselines``, the published rows and RobustBench's
+    leaderboard entries of the same datasets and threats; ``zoo_table`` defaults to the packaged one)."""
     if sort not in SORT_COLUMNS:
         raise BenchError(f"unknown sort column {sort!r}; valid: {', '.join(SORT_COLUMNS)}.")
     summaries = select_summaries(records, dataset, threat)
@@ -218,6 +257,11 @@ def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | Non
             for e in published_entries(baselines, ds, norm, eps):
                 ident = (e.model, e.source, e.arch, e.threat)
                 if ident not in seen:
+                    seen.add(ident)
+                    entries.append(e)
+            for e in zoo_entries(ds, norm, eps, zoo_table):
+                ident = ("RobustBench", e.model, e.dataset, e.threat)
+                if ident not in seen:  # records at 8/255 and at 0.031 select the same leaderboard
                     seen.add(ident)
                     entries.append(e)
     return rank_entries(entries, sort)

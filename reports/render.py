@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from robustbench_lite.errors import BenchError
@@ -23,13 +24,38 @@ SCOPED = ("autoattack", "pgd")  # columns named after an attack: its own accurac
 CASCADE_MARK = "\u2020"
 CASCADE_NOTE = (f"{CASCADE_MARK} the attack ran as a stage of a cascade, only on points earlier attacks left robust: the "
                 "value is the worst case through its stage (at most the attack's own accuracy), not its own accuracy.")
+ZOO_COLUMNS = ("best_known", "extra_data", "venue")  # shown when RobustBench's entries are in the table
+ZOO_NOTE = ("RobustBench rows (source 'published: RobustBench <commit>'; its public model_info at that commit, MIT "
+            "licence): autoattack is RobustBench's AutoAttack accuracy, best_known its best-known accuracy where an "
+            "evaluation stronger than AutoAttack exists, robust the lower of the two; extra_data: trained with data "
+            "beyond the training set.")
+ZOO_UNRELIABLE_NOTE = ("Entries RobustBench flags as unreliable (sanity 'UNRELIABLE (RobustBench)': their evaluation is "
+                       "known to overestimate robustness) rank after all others too.")
 UNRELIABLE_NOTE = ("Entries whose sanity checks failed (chance-level accuracy, predictions collapsed to one class, "
                    "gradient masking, ...) rank after all others: their numbers cannot be trusted.")
 
 
-def columns(with_source: bool) -> list[str]:
+def columns(with_source: bool, with_zoo: bool = False) -> list[str]:
     cols = ["rank", *TEXT_COLUMNS, *DECIMALS, "sanity", "n", "seeds"]
+    cols += list(ZOO_COLUMNS) if with_zoo else []
     return [*cols, "source"] if with_source else cols
+
+
+def _has_zoo(entries: Sequence["Entry"]) -> bool:
+    return any(e.zoo is not None for e in entries)
+
+
+def _zoo_cells(e: "Entry") -> list[str]:
+    z = e.zoo
+    if z is None:
+        return ["", "", ""]
+    extra = "" if z.additional_data is None else ("yes" if z.additional_data else "no")
+    return [_fmt("autoattack", (z.external_acc, None)), extra, z.venue]
+
+
+def _plain(text: str) -> str:
+    """RobustBench's footnote HTML as one line of plain text."""
+    return " ".join(html.unescape(re.sub(r"<br\s*/?>|<[^>]+>", " ", text)).split())
 
 
 def _fmt(metric: str, value: tuple[float | None, float | None], scope: str = "") -> str:
@@ -49,6 +75,12 @@ def footnotes(entries: Sequence["Entry"]) -> list[str]:
         notes.append(CASCADE_NOTE)
     if any(e.unreliable for e in entries):
         notes.append(UNRELIABLE_NOTE)
+    if _has_zoo(entries):
+        notes.append(ZOO_NOTE)
+        if any(e.zoo is not None and e.zoo.unreliable for e in entries):
+            notes.append(ZOO_UNRELIABLE_NOTE)
+        notes += [f"{e.model}: {_plain(e.zoo.footnote)}" for e in entries if e.zoo is not None and e.zoo.footnote
+                  and (e.zoo.external_acc is not None or e.zoo.unreliable)]
     blank: dict[tuple[str, str], list[str]] = {}
     for e in entries:
         for metric, why in e.notes:
@@ -57,19 +89,21 @@ def footnotes(entries: Sequence["Entry"]) -> list[str]:
     return notes
 
 
-def cells(rank: int, e: "Entry", with_source: bool) -> list[str]:
+def cells(rank: int, e: "Entry", with_source: bool, with_zoo: bool = False) -> list[str]:
     """The display strings of one entry, in :func:`columns` order."""
     row = [str(rank), e.model, e.defense, e.arch, e.dataset, e.threat]
     row += [_fmt(m, e.values.get(m, (None, None)), e.scopes.get(m, "")) for m in DECIMALS]
     row += [e.sanity, e.n, "" if e.seeds is None else str(e.seeds)]
+    row += _zoo_cells(e) if with_zoo else []
     return [*row, e.source] if with_source else row
 
 
 def _text(entries: Sequence["Entry"], with_source: bool) -> str:
-    head = columns(with_source)
-    rows = [cells(i + 1, e, with_source) for i, e in enumerate(entries)]
+    zoo = with_source and _has_zoo(entries)
+    head = columns(with_source, zoo)
+    rows = [cells(i + 1, e, with_source, zoo) for i, e in enumerate(entries)]
     widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(head)]
-    right = {j for j, h in enumerate(head) if h in DECIMALS or h in ("rank", "n", "seeds")}
+    right = {j for j, h in enumerate(head) if h in DECIMALS or h in ("rank", "n", "seeds", "best_known")}
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(v.rjust(w) if j in right else v.ljust(w) for j, (v, w) in enumerate(zip(values, widths))).rstrip()
@@ -81,30 +115,36 @@ def _text(entries: Sequence["Entry"], with_source: bool) -> str:
 
 
 def _markdown(entries: Sequence["Entry"], with_source: bool) -> str:
-    head = columns(with_source)
-    align = ["---:" if h in DECIMALS or h in ("rank", "n", "seeds") else "---" for h in head]
+    zoo = with_source and _has_zoo(entries)
+    head = columns(with_source, zoo)
+    align = ["---:" if h in DECIMALS or h in ("rank", "n", "seeds", "best_known") else "---" for h in head]
 
     def line(values: Sequence[str]) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
-    out = [line(head), line(align)] + [line(cells(i + 1, e, with_source)) for i, e in enumerate(entries)]
+    out = [line(head), line(align)] + [line(cells(i + 1, e, with_source, zoo)) for i, e in enumerate(entries)]
     notes = footnotes(entries)
     return "\n".join(out + ([""] + notes if notes else [])) + "\n"
 
 
 def _html(entries: Sequence["Entry"], with_source: bool) -> str:
-    head = columns(with_source)
-    num = {j for j, h in enumerate(head) if h in DECIMALS or h in ("rank", "n", "seeds")}
+    zoo = with_source and _has_zoo(entries)
+    head = columns(with_source, zoo)
+    num = {j for j, h in enumerate(head) if h in DECIMALS or h in ("rank", "n", "seeds", "best_known")}
     out = ['<table class="leaderboard">', "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
            + "</tr></thead>", "<tbody>"]
     for i, e in enumerate(entries):
         tds = "".join(f'<td class="num">{html.escape(v)}</td>' if j in num else f"<td>{html.escape(v)}</td>"
-                      for j, v in enumerate(cells(i + 1, e, with_source)))
+                      for j, v in enumerate(cells(i + 1, e, with_source, zoo)))
         cls = ' class="published"' if e.published else (' class="failed"' if e.failed_checks else "")
         out.append(f"<tr{cls}>{tds}</tr>")
     out += ["</tbody>", "</table>"]
     out += [f'<p class="note">{html.escape(n)}</p>' for n in footnotes(entries)]
     return "\n".join(out) + "\n"
+
+
+def _flag(v: bool | None) -> str:
+    return "" if v is None else str(v).lower()
 
 
 def _num(v: float | None) -> str:
@@ -116,7 +156,8 @@ def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
     head = ["rank", *TEXT_COLUMNS]
     for m in DECIMALS:
         head += [m, f"{m}_std"] + ([f"{m}_scope"] if m in SCOPED else [])
-    head += ["sanity", "unreliable", "n", "seeds", "published", "source"]
+    zoo = _has_zoo(entries)
+    head += ["sanity", "unreliable", "n", "seeds"] + (list(ZOO_COLUMNS) if zoo else []) + ["published", "source"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
@@ -127,8 +168,11 @@ def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
             row += [_num(mean), _num(std)]
             if m in SCOPED:
                 row.append("" if mean is None else e.scopes.get(m, "exact"))
-        row += [e.sanity, str(e.unreliable).lower(), e.n, "" if e.seeds is None else str(e.seeds),
-                str(e.published).lower(), e.source]
+        row += [e.sanity, str(e.unreliable).lower(), e.n, "" if e.seeds is None else str(e.seeds)]
+        if zoo:
+            z = e.zoo
+            row += ["", "", ""] if z is None else [_num(z.external_acc), _flag(z.additional_data), z.venue]
+        row += [str(e.published).lower(), e.source]
         w.writerow(row)
     return buf.getvalue()
 

@@ -91,7 +91,7 @@ def test_no_records_is_a_clear_error(tmp_path: Path) -> None:
 
 
 TORCH_FREE_CORE = ("robustbench_lite.errors", "robustbench_lite.results", "robustbench_lite.files", "robustbench_lite.threat",
-                   "robustbench_lite.cliargs")
+                   "robustbench_lite.cliargs", "robustbench_lite.zoo")
 
 
 def test_reports_imports_only_robustbench_lite_errors() -> None:
