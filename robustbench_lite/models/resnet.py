@@ -175,6 +175,8 @@ def preact_resnet18(num_classes: int = 10, in_channels: int = 3, widths: Sequenc
 
 
 def _preact_parts(sd: Mapping[str, Any]) -> dict[str, Any]:
+    if "conv1.weight" not in sd or "layer1.0.bn1.weight" not in sd:
+        return {}  # not this layout (or under a prefix still to strip)
     return {"bn_before_fc": "bn.weight" in sd}
 
 

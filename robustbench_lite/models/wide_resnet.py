@@ -101,8 +101,10 @@ class WideResNet(BenchModel):
 
 
 def _optional_parts(sd: Mapping[str, Any]) -> dict[str, Any]:
-    """``sub_block1`` and ``bias_last`` as a state_dict in this layout has them."""
+    """``sub_block1`` and ``bias_last`` as a state_dict in this layout has them ({} when not in this layout)."""
     keys = set(sd)
+    if "block1.layer.0.conv1.weight" not in keys:
+        return {}
     return {"sub_block1": any(k.startswith("sub_block1.") for k in keys), "bias_last": "fc.bias" in keys}
 
 
@@ -137,4 +139,9 @@ def wide_resnet(num_classes: int = 10, in_channels: int = 3, *, depth: int = 28,
                       bias_last=bias_last)
 
 
-wide_resnet.kwargs_from_state_dict = lambda sd: {**_depth_and_width(sd), **_optional_parts(sd)}  # type: ignore[attr-defined]
+def _all_parts(sd: Mapping[str, Any]) -> dict[str, Any]:
+    shape = _depth_and_width(sd)
+    return {**shape, **_optional_parts(sd)} if shape else {}
+
+
+wide_resnet.kwargs_from_state_dict = _all_parts  # type: ignore[attr-defined]
