@@ -53,6 +53,9 @@ def add_eval(sub: Subparsers) -> None:
                    help="run every attack on every clean-correct point (exact per-attack accuracy) instead of cascading")
     p.add_argument("--arch", default=None, help="architecture for a plain state_dict: registry name, module:callable or file.py:callable")
     p.add_argument("--dataset", default=None, help="dataset for a plain state_dict (or to override the checkpoint's)")
+    p.add_argument("--normalize", default=None, metavar="MEAN,STD",
+                   help="put the input normalisation the model was trained with inside it, so attacks and eps stay in "
+                   "[0,1] pixel space: MEAN,STD, three means then three stds, or cifar10, cifar100, imagenet, mnist")
     p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--data-file", default=None, metavar="FILE.npz",
@@ -92,7 +95,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        shard=args.shard,
                        channels_last=not args.no_channels_last)
     try:
-        rec = evaluate(args.model, out, opts)
+        if args.normalize is None:
+            rec = evaluate(args.model, out, opts)
+        else:  # evaluate()'s two steps, with the normalisation put inside the model
+            from robustbench_lite.checkpoint import load_checkpoint
+
+            from .evaluate import evaluate_loaded
+            from .suite import load_suite
+
+            suite = load_suite(args.suite)
+            ckpt = load_checkpoint(args.model, arch=args.arch, dataset=args.dataset, member=args.member,
+                                   normalize=args.normalize)
+            rec = evaluate_loaded(ckpt, suite, out, opts, checkpoint_path=Path(args.model))
     except KeyboardInterrupt:
         print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
         return 130
@@ -187,6 +201,7 @@ def add_analyze(sub: Subparsers) -> None:
     p.add_argument("--random-label-epochs", type=positive_int, default=30,
                    help="epochs of the 400-200 MLP fitted to random binary labels")
     p.add_argument("--pgd-steps", type=positive_int, default=10, help="PGD steps for the adversarial features of the H-Delta-H estimate")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="rows per forward pass and PGD block (default: 128 on a CPU, 256 on a GPU)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random labels, the MLPs and PGD")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR)")
@@ -201,7 +216,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     res = analyze(args.model, out, AnalysisOptions(
         n_examples=args.n_examples, reference=args.reference, member=args.member,
-        random_label_epochs=args.random_label_epochs, pgd_steps=args.pgd_steps, seed=args.seed,
+        random_label_epochs=args.random_label_epochs, pgd_steps=args.pgd_steps, batch_size=args.batch_size, seed=args.seed,
         device=args.device, data_dir=args.data_dir))
     width = max(len(k) for k in res)
     for k, v in res.items():

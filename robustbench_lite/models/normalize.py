@@ -115,7 +115,7 @@ def parse_normalize(text: str, channels: int) -> tuple[tuple[float, ...], tuple[
         try:
             vals = [float(p) for p in parts]
         except ValueError:
-            raise BenchError(f"--normalize {text!r} is neither MEAN,STD numbers (e.g. 0.5,0.5 or three means then three "
+            raise BenchError(f"--normalize {text!r} is neither MEAN,STD numbers (such as 0.5,0.5, or three means then three "
                              f"stds) nor a dataset name ({', '.join(DATASET_STATS)}).") from None
         if len(vals) % 2 or len(vals) // 2 not in (1, channels):
             raise BenchError(f"--normalize {text!r} has {len(vals)} values; give 2 (one mean, one std) or {2 * channels} "
