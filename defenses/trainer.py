@@ -47,11 +47,13 @@ logger = logging.getLogger(__name__)
 
 
 def heldout_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                    batch_size: int = 256, *, progress: bool = True, desc: str | None = None) -> dict[str, float]:
+                    batch_size: int | None = None, *, progress: bool = True, desc: str | None = None) -> dict[str, float]:
     """Clean and PGD accuracy (percent, from exact counts) on the held-out slice, at the training threat.
 
-    A progress bar runs over the PGD blocks (``progress=False`` or ``--no-progress``: none)."""
+    ``batch_size`` (default: the recipe's training batch) rows per pass. A progress bar runs over
+    the PGD blocks (``progress=False`` or ``--no-progress``: none)."""
     a = cfg.attack
+    batch_size = batch_size or cfg.batch_size
     with frozen(model):
         clean = int((predict(model, x, batch_size) == y).sum())
         g = make_generator(cfg.seed + 10_000)
@@ -74,11 +76,9 @@ def _bar(progress: bool, total: int, desc: str, unit: str) -> Bar:
 
 
 def _set_lr(recipe: Recipe, optimizers: Optimizers, epoch: int, base_lrs: dict[str, list[float]]) -> float:
-    lr = 0.0
     for name, opt in optimizers.items():
         for group, base in zip(opt.param_groups, base_lrs[name]):
             group["lr"] = recipe.cfg.lr_at(epoch, base)
-        lr = opt.param_groups[0]["lr"]
     return recipe.cfg.lr_at(epoch)
 
 

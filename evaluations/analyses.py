@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError
-from robustbench_lite.utils import atomic_write_json, atomic_write_text, frozen, make_generator, resolve_device
+from robustbench_lite.utils import atomic_write_json, atomic_write_text, default_batch_size, frozen, make_generator, resolve_device
 
 from .pgd import default_step_size, pgd
 
@@ -50,7 +50,7 @@ class AnalysisOptions:
     random_label_epochs: int = 30
     eps_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)   # of the checkpoint's eps, for hdh
     pgd_steps: int = 10
-    batch_size: int = 256
+    batch_size: int | None = None          # rows per pass (default: the device's attack batch size)
     seed: int = 0
     device: str | None = None
     data_dir: str | None = None
@@ -185,6 +185,7 @@ def analyze(model_path: str | Path, out_dir: str | Path, options: AnalysisOption
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(o.device)
+    bs = o.batch_size or default_batch_size(dev)
     ck = load_checkpoint(model_path, member=o.member)
     model = ck.model.to(dev).eval()
     spec = get_dataset(ck.dataset)
@@ -204,9 +205,9 @@ def analyze(model_path: str | Path, out_dir: str | Path, options: AnalysisOption
 
     # ACT Fig. 4 and Fig. 3 right
     with frozen(model):
-        logits_tr = _batched(model, xtr, o.batch_size, dev)
+        logits_tr = _batched(model, xtr, bs, dev)
     res["posterior_entropy"] = posterior_entropy(logits_tr)
-    ftr = features(model, xtr, batch_size=o.batch_size, device=dev)
+    ftr = features(model, xtr, batch_size=bs, device=dev)
     curve = random_label_fit(ftr, epochs=o.random_label_epochs, seed=o.seed)
     _write_csv(out / "random_labels.csv", [{"epoch": i + 1, "train_accuracy": a} for i, a in enumerate(curve)])
     res["random_label_final_accuracy"] = curve[-1]
@@ -214,15 +215,15 @@ def analyze(model_path: str | Path, out_dir: str | Path, options: AnalysisOption
                                                    ax.set_ylabel("train accuracy on random labels (%)")))
 
     # AFD 4.5
-    fte = features(model, xte, batch_size=o.batch_size, device=dev)
+    fte = features(model, xte, batch_size=bs, device=dev)
     res.update(sparsity(fte))
     res["feature_dim"] = float(fte.shape[1])
 
     # ARREST Table 3
     if o.reference:
         ref = load_checkpoint(o.reference).model.to(dev).eval()
-        h = features(model, xte, which="pre_pool", batch_size=o.batch_size, device=dev)
-        h_ref = features(ref, xte, which="pre_pool", batch_size=o.batch_size, device=dev)
+        h = features(model, xte, which="pre_pool", batch_size=bs, device=dev)
+        h_ref = features(ref, xte, which="pre_pool", batch_size=bs, device=dev)
         if h.shape != h_ref.shape:
             raise BenchError(f"the reference's pre-pool representation has shape {tuple(h_ref.shape[1:])}, "
                              f"this model's {tuple(h.shape[1:])}; compare checkpoints of one architecture.")
@@ -235,15 +236,15 @@ def analyze(model_path: str | Path, out_dir: str | Path, options: AnalysisOption
         rows = []
         g = make_generator(o.seed)
         with frozen(model):
-            clean_pred = _batched(model, xte, o.batch_size, dev).argmax(1)
+            clean_pred = _batched(model, xte, bs, dev).argmax(1)
             for frac in o.eps_fractions:
                 eps = ck.threat.eps * frac
-                adv = torch.cat([pgd(model, xte[i:i + o.batch_size].to(dev), yte[i:i + o.batch_size].to(dev),
+                adv = torch.cat([pgd(model, xte[i:i + bs].to(dev), yte[i:i + bs].to(dev),
                                      norm=ck.threat.norm, eps=eps, steps=o.pgd_steps, step_size=default_step_size(eps, o.pgd_steps),
                                      early_stop=False, return_success=False, generator=g).x_adv.cpu()
-                                 for i in range(0, len(xte), o.batch_size)])
-                adv_pred = _batched(model, adv, o.batch_size, dev).argmax(1)
-                fadv = features(model, adv, batch_size=o.batch_size, device=dev)
+                                 for i in range(0, len(xte), bs)])
+                adv_pred = _batched(model, adv, bs, dev).argmax(1)
+                fadv = features(model, adv, batch_size=bs, device=dev)
                 clean_err = 100 * float((clean_pred != yte).float().mean())
                 adv_err = 100 * float((adv_pred != yte).float().mean())
                 rows.append({"eps": eps, "hdh_distance": domain_distance(fte, fadv, seed=o.seed),

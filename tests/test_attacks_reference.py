@@ -27,7 +27,7 @@ def _clean_correct(model, x, y):
     ("deepfool_l2", "L2DeepFoolAttack", {"steps": 20}),
     ("cw_l2", "L2CarliniWagnerAttack", {"steps": 100, "binary_search_steps": 3}),
 ])
-def test_foolbox_wrappers_equal_foolbox(name, fb_name, kw, eval_model, eval_batch):  # noqa: F811
+def test_foolbox_wrappers_equal_foolbox(name, fb_name, kw, eval_model, eval_batch):
     import foolbox as fb
 
     x, y = _clean_correct(eval_model, *eval_batch)
@@ -47,7 +47,7 @@ def test_foolbox_wrappers_equal_foolbox(name, fb_name, kw, eval_model, eval_batc
 
 @pytest.mark.slow
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0)])
-def test_autoattack_equals_pyautoattack(norm, eps, eval_model, eval_batch):  # noqa: F811
+def test_autoattack_equals_pyautoattack(norm, eps, eval_model, eval_batch):
     from pyautoattack import AutoAttack
 
     x, y = eval_batch
@@ -65,7 +65,7 @@ def test_autoattack_equals_pyautoattack(norm, eps, eval_model, eval_batch):  # n
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0)])  # radii where the 1-epoch model keeps some points
-def test_pgd20_matches_foolbox_and_torchattacks(norm, eps, eval_model, eval_batch):  # noqa: F811
+def test_pgd20_matches_foolbox_and_torchattacks(norm, eps, eval_model, eval_batch):
     import foolbox as fb
     import torchattacks
 
@@ -87,7 +87,7 @@ def test_pgd20_matches_foolbox_and_torchattacks(norm, eps, eval_model, eval_batc
         assert acc_ours <= acc_ref + max(1.0, 100 / len(x)) + 1e-9, f"ours {acc_ours:.1f}% vs {name} {acc_ref:.1f}%"
 
 
-def test_fgsm_equals_torchattacks(eval_model, eval_batch):  # noqa: F811
+def test_fgsm_equals_torchattacks(eval_model, eval_batch):
     import torchattacks
 
     x, y = eval_batch
@@ -99,7 +99,7 @@ def test_fgsm_equals_torchattacks(eval_model, eval_batch):  # noqa: F811
     assert torch.equal(out.success, ref_success)
 
 
-def test_mim_equals_torchattacks_mifgsm_on_rows_it_does_not_break(eval_model, eval_batch):  # noqa: F811
+def test_mim_equals_torchattacks_mifgsm_on_rows_it_does_not_break(eval_model, eval_batch):
     """torchattacks' MI-FGSM normalises by the mean |grad| (ours by the L1 norm: the same direction)
     and always takes every step. Ours returns the iterate that broke a row: every row torchattacks'
     last iterate breaks, ours broke too, and rows ours never broke end at torchattacks' last iterate."""
@@ -117,7 +117,7 @@ def test_mim_equals_torchattacks_mifgsm_on_rows_it_does_not_break(eval_model, ev
     assert torch.allclose(out.x_adv[kept], ref[kept], atol=1e-6)
 
 
-def test_square_equals_pyautoattack(eval_model, eval_batch):  # noqa: F811
+def test_square_equals_pyautoattack(eval_model, eval_batch):
     from pyautoattack import AutoAttack
 
     x, y = eval_batch

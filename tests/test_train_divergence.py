@@ -70,30 +70,36 @@ def test_resumed_run_that_diverges_leaves_the_checkpoint_as_it_was(tmp_path: Pat
     assert (run / "log.csv").read_bytes() == log_before
 
 
-if "test_inf_params" not in DEFENSES:
-    @register_defense("test_inf_params")
-    class InfParams(Recipe):
-        """Logs a finite loss but leaves an infinite weight after its last step (the update overflowed)."""
+class InfParams(Recipe):
+    """Logs a finite loss but leaves an infinite weight after its last step (the update overflowed)."""
 
-        def loss(self, model, x, y, generator):  # type: ignore[no-untyped-def]
-            return torch.nn.functional.cross_entropy(model(x), y), {}
+    def loss(self, model, x, y, generator):  # type: ignore[no-untyped-def]
+        return torch.nn.functional.cross_entropy(model(x), y), {}
 
-        def on_epoch_start(self, epoch, members, optimizers):  # type: ignore[no-untyped-def]
-            n = len(get_dataset(self.cfg.dataset).load("train", None))
-            self.left = -(-n // self.cfg.batch_size)
+    def on_epoch_start(self, epoch, members, optimizers):  # type: ignore[no-untyped-def]
+        n = len(get_dataset(self.cfg.dataset).load("train", None))
+        self.left = -(-n // self.cfg.batch_size)
 
-        def train_step(self, members, optimizers, x, y, generator):  # type: ignore[no-untyped-def]
-            logs = super().train_step(members, optimizers, x, y, generator)
-            self.left -= 1
-            if self.left == 0:  # after the epoch's last logged loss
-                with torch.no_grad():
-                    next(members["model"].parameters()).view(-1)[0] = float("inf")
-            return logs
+    def train_step(self, members, optimizers, x, y, generator):  # type: ignore[no-untyped-def]
+        logs = super().train_step(members, optimizers, x, y, generator)
+        self.left -= 1
+        if self.left == 0:  # after the epoch's last logged loss
+            with torch.no_grad():
+                next(members["model"].parameters()).view(-1)[0] = float("inf")
+        return logs
 
 
-def test_non_finite_parameters_are_caught_before_saving(tmp_path: Path) -> None:
+@pytest.fixture
+def inf_params_defense():  # type: ignore[no-untyped-def]
+    """``test_inf_params`` registered for one test only (the registry is global)."""
+    register_defense("test_inf_params")(InfParams)
+    yield "test_inf_params"
+    DEFENSES.unregister("test_inf_params")
+
+
+def test_non_finite_parameters_are_caught_before_saving(tmp_path: Path, inf_params_defense: str) -> None:
     with pytest.raises(BenchError, match=r"test_inf_params diverged in epoch 1/1: model\.\S+ holds NaN or infinite"):
-        train(cfg_for(defense="test_inf_params"), tmp_path / "run", progress=False)
+        train(cfg_for(defense=inf_params_defense), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
