@@ -35,7 +35,8 @@ from robustbench_lite.utils import (atomic_write_json, default_batch_size, libra
 
 from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
 from .metrics import normalized_auc
-from .runner import Part, RunContext, run_tasks, task_key
+from .attacks.base import attack_key
+from .runner import Part, RunContext, run_tasks
 from .suite import Suite, load_suite
 
 logger = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ class EvalOptions:
     resume: bool = False
     all_points: bool = False
     data_dir: str | None = None
-    member: str | None = None
     data_file: str | None = None  # a user's .npz (x, y) in place of the test split (data.load_data_file)
+    member: str | None = None
     arch: str | None = None
     dataset: str | None = None
     shard: str | None = None  # "i/k": the i-th of k contiguous shards (0-based)
@@ -145,9 +146,9 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     sha = sha256_file(checkpoint_path) if checkpoint_path else None
     fingerprint = make_fingerprint(suite, options.seed, n_total, sha, ckpt.member, threat,
                                    not options.all_points and suite.cascade, options.batch_size, options.shard)
-    ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
     if options.data_file:  # parts made on another file (or the dataset's own split) are not reused
         fingerprint["data_file"] = data.sha256  # type: ignore[union-attr]
+    ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
                      cascade=False if options.all_points else None,
                      standard_eps=spec.standard_eps(), offset=offset)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,9 +177,9 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     })
     if shard_info:
         record["shard"] = shard_info
-    results.write_outputs(out, record, clean, parts)
     if options.data_file:
         record["data_file"] = {"path": str(options.data_file), "sha256": data.sha256}  # type: ignore[union-attr]
+    results.write_outputs(out, record, clean, parts)
     return record
 
 
@@ -313,7 +314,7 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
         if not name.endswith("_minnorm.json"):  # a minimum-norm run itself; its radii have their own parts
             by_key[merged["key"]] = Part.from_json(merged)
     # the parts of the result, in its order: each row of the shards' result.json names one
-    wanted = [task_key(r.get("label", r["attack"]), r["norm"], r["eps"]) for r in first["attacks"]]
+    wanted = [attack_key(r.get("label", r["attack"]), r["norm"], r["eps"]) for r in first["attacks"]]
     missing = [k for k in ["clean", *wanted] if k not in by_key]
     if missing:
         raise BenchError(f"the shards have no finished part for {', '.join(missing[:3])}: they were made by an older "

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,13 +27,13 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError
-from robustbench_lite.progress import progress_bar
 from robustbench_lite.results import worst_case
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.files import slug
-from robustbench_lite.utils import atomic_write_json, frozen, make_generator
+from robustbench_lite.utils import atomic_write_json, frozen
 
 from .attacks import Attack, predict
+from .attacks.base import attack_key
 from .suite import AttackSpec, Suite
 
 logger = logging.getLogger(__name__)
@@ -94,10 +93,6 @@ class Part:
         return cls(**d)
 
 
-def task_key(label: str, norm: str, eps: float) -> str:
-    return f"{label}@{norm}:{eps:.6g}"
-
-
 @dataclass
 class RunContext:
     suite: Suite
@@ -142,7 +137,7 @@ class Task:
     cascade: bool               # run only on points every earlier attack at the threat left robust
 
     def key(self, eps: float) -> str:
-        return task_key(self.spec.label, self.norm, eps)
+        return attack_key(self.spec.label, self.norm, eps)
 
     def path(self, parts_dir: Path, eps: float | None = None) -> Path:
         """The part file of radius ``eps`` (the minimum-norm run itself when None)."""
@@ -243,9 +238,9 @@ class _Run:
         return parts
 
     def _attack(self, task: Task, todo: Tensor, eps: float | None, key: str) -> Part:
-        """Run ``task.attack`` on the points ``todo`` in blocks of global positions (one generator
-        per block: its random draws do not depend on the shard it is evaluated in)."""
-        x, y, model, ctx = self.x, self.y, self.model, self.ctx
+        """Run ``task.attack`` through its front door on the points ``todo``, at their global
+        positions (so a shard draws what the whole evaluation draws for them)."""
+        x, model, ctx = self.x, self.model, self.ctx
         n = len(x)
         idx = todo.nonzero().flatten()
         robust = todo.clone()  # attacked points start robust; the caller decides about the others
@@ -256,23 +251,11 @@ class _Run:
             norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
             norms[~todo] = 0.0  # misclassified clean points need no perturbation
         if len(idx):
-            outs = []
-            with progress_bar(total=len(idx), desc=key, unit="ex") as bar:
-                for start, sel in _blocks(idx, ctx):
-                    gen = make_generator(zlib.crc32(f"{ctx.seed}:{key}:{start}".encode()))
-                    outs.append(task.attack.run(model, x[sel], y[sel], eps=eps, generator=gen))
-                    done = sum(len(o.success) for o in outs)
-                    held = sum(int((~o.success.bool()).sum()) for o in outs)
-                    bar.update(len(sel))
-                    bar.set_postfix_str(f"robust {100 * held / max(done, 1):.1f}% of {done} attacked")
-            x_adv = torch.cat([o.x_adv for o in outs])
-            success = torch.cat([o.success for o in outs]).to(torch.bool)
-            if torch.isnan(x_adv).any():
-                raise RuntimeError(f"attack {task.attack.name} returned NaN inputs")
-            robust[idx] = ~success
-            if norms is not None and outs[0].norms is not None:
-                out_norms = torch.cat([o.norms for o in outs]).double()  # type: ignore[misc]
-                norms[idx] = torch.where(success, out_norms, torch.full_like(out_norms, float("inf")))
+            out = task.attack(model, x[idx], self.y[idx], eps=eps, batch_size=ctx.batch_size, seed=ctx.seed,
+                              positions=idx + ctx.offset, stream=key)
+            robust[idx] = ~out.success
+            if norms is not None and out.norms is not None:
+                norms[idx] = out.norms
         seconds = time.perf_counter() - t0
         part = Part(key, task.spec.name, task.spec.label, task.norm, float("nan") if eps is None else eps,
                     robust.tolist(), todo.tolist(), norms.tolist() if norms is not None else None, seconds,
@@ -280,13 +263,6 @@ class _Run:
         logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, len(idx), n, 100 * robust.float().mean().item(),
                     seconds)
         return part
-
-
-def _blocks(idx: Tensor, ctx: RunContext) -> list[tuple[int, Tensor]]:
-    """Split the attacked local indices ``idx`` by blocks of ``batch_size`` global positions."""
-    glob = idx + ctx.offset
-    block = torch.div(glob, ctx.batch_size, rounding_mode="floor")
-    return [(int(b) * ctx.batch_size, idx[block == b]) for b in torch.unique(block)]
 
 
 def _reuse(path: Path, ctx: RunContext) -> Part | None:

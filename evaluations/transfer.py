@@ -15,21 +15,17 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import zlib
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, atomic_write_text, check_output_path, default_batch_size, frozen,
-                                   make_generator, resolve_device)
+                                   resolve_device)
 
-from .attacks import predict
-from .attacks.transfer import transfer_examples
+from .attacks import create_attack, predict
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +74,11 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
         sc = load_checkpoint(s)
         if sc.dataset != dataset:
             raise BenchError(f"surrogate {s} is a {sc.dataset} model; the targets are {dataset} models.")
-        sur = sc.model.to(dev).eval()
-        advs = []
-        for i in range(0, len(x), batch_size):
-            gen = make_generator(zlib.crc32(f"{seed}:transfer:{i}".encode()))
-            advs.append(transfer_examples(sur, x[i:i + batch_size], y[i:i + batch_size], norm=tm.norm, eps=tm.eps,
-                                          steps=steps, rel_step_size=None, generator=gen))
-        x_adv = torch.cat(advs)
+        # the transfer attack's front door crafts on the surrogate block by block (seeded per block);
+        # its own success flag (judged on the surrogate here) is not used: every target judges x_adv
+        craft = create_attack("transfer", surrogate=str(s), norm=tm.norm, steps=steps)
+        with frozen(sc.model):
+            x_adv = craft(sc.model.to(dev).eval(), x, y, eps=tm.eps, batch_size=batch_size, seed=seed, stream="transfer").x_adv
         for t, c in tgts.items():
             with frozen(c.model):
                 wrong = predict(c.model, x_adv, batch_size) != y

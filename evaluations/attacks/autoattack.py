@@ -49,7 +49,6 @@ class AutoAttackStandard(Attack):
 
     version: str = "standard"
     attacks: tuple[str, ...] | None = None
-    batch_size: int = 500
 
     def make(self, model: nn.Module, eps: float, seed: int, device: torch.device):  # type: ignore[no-untyped-def]
         from pyautoattack import AutoAttack
@@ -68,9 +67,9 @@ class AutoAttackStandard(Attack):
         aa = self.make(model, eps, _seed_of(generator), x.device)
         _show_stages(aa)
         with frozen(model, eval_mode=False):  # pyautoattack calls backward(): no weight gradient may accumulate
-            x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
+            x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=len(x))  # the front door's block
         x_adv = x_adv.to(x.device)
-        return AttackOutput(x_adv, predict(model, x_adv) != y)
+        return AttackOutput(x_adv, predict(model, x_adv, len(x_adv)) != y)
 
 
 @register_attack("square")

@@ -1,6 +1,17 @@
 """Attack base classes and registry (the Foolbox 3 shape: a subclass writes only ``run``; the
-runner owns batching, in blocks of example positions so shards reproduce an unsharded run).
-The model is an argument of ``run``, never of the constructor.
+base class is the front door that owns batching, eps lists and per-block seeds).
+The model is an argument of ``run`` and of the call, never of the constructor.
+
+The front door::
+
+    pgd = create_attack("pgd", steps=20)
+    outs = pgd(model, x, y, eps=[0.1, 0.2, 0.3], batch_size=128, seed=0)   # one AttackOutput per eps
+
+runs ``run`` on blocks of ``batch_size`` example positions, each with its own generator seeded by
+(seed, attack, norm, eps, block start): a point's random draws do not depend on which other points
+are attacked with it, so a shard, a resumed run or another process reproduces them. In a sweep a
+point broken at a smaller eps is not attacked again at a larger one (a perturbation inside the
+smaller ball is inside the larger one).
 
 Two kinds:
 - fixed-epsilon (``minimum_norm = False``): ``run(model, x, y, eps=..., generator=...)`` returns
@@ -16,14 +27,17 @@ import functools
 import math
 import types
 import typing
+import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence, overload
 
 import torch
 from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError, is_number
+from robustbench_lite.progress import progress_bar
 from robustbench_lite.registry import Registry
+from robustbench_lite.utils import make_generator
 
 
 @dataclass
@@ -57,6 +71,91 @@ class Attack:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, **dataclasses.asdict(self)}
+
+    @overload
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None = None, batch_size: int = 128,
+                 seed: int = 0, positions: Tensor | None = None, stream: str | None = None) -> AttackOutput: ...
+
+    @overload
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: Sequence[float], batch_size: int = 128,
+                 seed: int = 0, positions: Tensor | None = None, stream: str | None = None) -> list[AttackOutput]: ...
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | Sequence[float] | None = None,
+                 batch_size: int = 128, seed: int = 0, positions: Tensor | None = None,
+                 stream: str | None = None) -> AttackOutput | list[AttackOutput]:
+        """The front door: ``run`` on every point, in blocks, at one eps or a list of them.
+
+        ``positions`` (N,) are the points' places in the whole evaluation (default ``0..N-1``): the
+        blocks are ``positions // batch_size``, so a subset or a shard of an evaluation draws what
+        the whole one draws for those points. ``stream`` names the random stream (default
+        ``name@norm:eps``; the suite runner passes its entry's label). A minimum-norm attack runs
+        once whatever ``eps`` is; with an eps list its outputs say ``success`` where the smallest
+        adversarial found is within each eps."""
+        if isinstance(eps, Sequence):
+            return self._sweep(model, x, y, list(eps), batch_size, seed, positions, stream)
+        if self.minimum_norm:
+            out = self._blocks(model, x, y, None, batch_size, seed, positions, stream or attack_key(self.name, self.norm, eps))
+            return out if eps is None else _within(out, eps)
+        if eps is None:
+            raise BenchError(f"attack {self.name!r} needs an eps.")
+        return self._blocks(model, x, y, eps, batch_size, seed, positions, stream or attack_key(self.name, self.norm, eps))
+
+    def _sweep(self, model: nn.Module, x: Tensor, y: Tensor, eps: list[float], batch_size: int, seed: int,
+               positions: Tensor | None, stream: str | None) -> list[AttackOutput]:
+        if self.minimum_norm:
+            out = self._blocks(model, x, y, None, batch_size, seed, positions,
+                               stream or attack_key(self.name, self.norm, max(eps, default=0.0)))
+            return [_within(out, e) for e in eps]
+        pos = torch.arange(len(x), device=x.device) if positions is None else positions
+        outs: list[AttackOutput] = []
+        x_adv, broken = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for e in eps:  # a point broken inside a smaller ball stays broken, with that adversarial
+            todo = (~broken).nonzero().flatten()
+            out = self._blocks(model, x[todo], y[todo], e, batch_size, seed, pos[todo], stream or attack_key(self.name, self.norm, e))
+            x_adv, broken = x_adv.clone(), broken.clone()
+            x_adv[todo], broken[todo] = out.x_adv, out.success
+            outs.append(AttackOutput(x_adv, broken))
+        return outs
+
+    def _blocks(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, batch_size: int, seed: int,
+                positions: Tensor | None, stream: str) -> AttackOutput:
+        """``run`` per block of ``batch_size`` positions, seeded by (seed, stream, block start)."""
+        if not (isinstance(batch_size, int) and batch_size >= 1):
+            raise BenchError(f"the batch size must be a positive integer, got {batch_size!r}.")
+        n = len(x)
+        pos = torch.arange(n, device=x.device) if positions is None else positions.to(x.device)
+        if len(pos) != n:
+            raise ValueError(f"{len(pos)} positions for {n} points")
+        x_adv, success = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
+        norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device) if self.minimum_norm else None
+        block = torch.div(pos, batch_size, rounding_mode="floor")
+        held = done = 0
+        with progress_bar(total=n, desc=stream, unit="ex") as bar:
+            for b in torch.unique(block).tolist():
+                sel = (block == b).nonzero().flatten()
+                gen = make_generator(zlib.crc32(f"{seed}:{stream}:{b * batch_size}".encode()))
+                out = self.run(model, x[sel], y[sel], eps=eps, generator=gen)
+                ok = out.success.to(torch.bool)
+                if torch.isnan(out.x_adv).any():
+                    raise RuntimeError(f"attack {self.name} returned NaN inputs")
+                x_adv[sel], success[sel] = out.x_adv, ok
+                if norms is not None and out.norms is not None:
+                    norms[sel] = torch.where(ok, out.norms.double(), torch.full_like(norms[sel], float("inf")))
+                done, held = done + len(sel), held + int((~ok).sum())
+                bar.update(len(sel))
+                bar.set_postfix_str(f"robust {100 * held / max(done, 1):.1f}% of {done} attacked")
+        return AttackOutput(x_adv, success, norms)
+
+
+def attack_key(name: str, norm: str, eps: float | None) -> str:
+    """``name@norm:eps``: an attack's random stream and a suite task's name (``pgd@linf:0.3``)."""
+    return f"{name}@{norm}:{eps:.6g}" if eps is not None else f"{name}@{norm}"
+
+
+def _within(out: AttackOutput, eps: float) -> AttackOutput:
+    """A minimum-norm output read at one radius: adversarial there iff found within ``eps``."""
+    assert out.norms is not None
+    return AttackOutput(out.x_adv, out.success & (out.norms <= eps), out.norms)
 
 
 # Ranges of the options our attacks share by name (a user's own attack is only type-checked):
@@ -126,6 +225,7 @@ def create_attack(name: str, **kwargs: Any) -> Attack:
         raise BenchError(f"bad options for attack {name!r}: {e}.") from None
 
 
-def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+def predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    """The predicted class of every row, ``batch_size`` rows per forward pass (no gradients)."""
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros(0, dtype=torch.long, device=x.device)

@@ -74,4 +74,4 @@ class Transfer(Attack):
         sur = load_surrogate(self.surrogate, self.member, x.device)
         x_adv = transfer_examples(sur, x, y, norm=self.norm, eps=eps, steps=self.steps,
                                   rel_step_size=self.rel_step_size, generator=generator)
-        return AttackOutput(x_adv, predict(model, x_adv) != y)
+        return AttackOutput(x_adv, predict(model, x_adv, len(x_adv)) != y)
