@@ -152,7 +152,7 @@ def _is_white_box(attack: str) -> bool:
 
 
 def result_checks(parts: Sequence[Any], clean: Sequence[bool], *, max_eps: dict[str, float] | None = None) -> list[Check]:
-    """Checks over the per-example parts (:class:`evaluations.runner.Part`) of one run."""
+    """Checks over the per-example parts (:class:`evaluations.parts.Part`) of one run."""
     clean_t = torch.tensor(list(clean), dtype=torch.bool)
     return [_black_box(parts, clean_t), _more_steps(parts), _monotone(parts),
             _large_eps(parts, clean_t, {**DEFAULT_MAX_EPS, **(max_eps or {})})]

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from robustbench_lite import distributed
 from robustbench_lite.cliargs import (EVAL_FILES, check_out_folder, check_threat_text, checkpoint_dataset,
                                       format_summary, note, note_n_examples, positive_int)
 
@@ -110,6 +111,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
         return 130
+    if "distributed" in rec and not distributed.world().main:
+        return 0  # under torchrun rank 0 prints and records the one result
     print(format_summary(rec))
     note_n_examples(args.n_examples, (rec.get("shard") or {}).get("n_total", rec.get("n")),
                     (rec.get("checkpoint") or {}).get("dataset"))

@@ -25,18 +25,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustbench_lite import results
+from robustbench_lite import distributed, results
 from robustbench_lite.checkpoint import Checkpoint, load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset, load_test_data
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, default_batch_size, library_versions,
-                                   frozen, resolve_device, set_channels_last, sha256_file)
+                                   frozen, set_channels_last, sha256_file)
 
 from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
 from .metrics import normalized_auc
 from .attacks.base import attack_key
-from .runner import Part, RunContext, run_tasks
+from .parts import Part
+from .runner import RunContext, run_tasks
 from .suite import Suite, load_suite
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def _threat_for(ckpt: Checkpoint, options: EvalOptions) -> ThreatModel:
 def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options: EvalOptions,
                     checkpoint_path: Path | None = None) -> dict[str, Any]:
     out = Path(out_dir)
-    device = resolve_device(options.device)
+    device = distributed.device_for(options.device)  # cuda:LOCAL_RANK under torchrun
+    world = distributed.setup(device)  # a no-op without torchrun
     if options.batch_size is None:
         options = dataclasses.replace(options, batch_size=default_batch_size(device))
     require_number("the batch size", options.batch_size, integer=True, minimum=1)
@@ -179,7 +181,11 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
         record["shard"] = shard_info
     if options.data_file:
         record["data_file"] = {"path": str(options.data_file), "sha256": data.sha256}  # type: ignore[union-attr]
-    results.write_outputs(out, record, clean, parts)
+    if world.distributed:  # the numbers do not depend on it: blocks are seeded by position, not by rank
+        record["distributed"] = {"world_size": world.size, "ranks": ctx.ranks}
+    if world.main:
+        results.write_outputs(out, record, clean, parts)
+    distributed.barrier()  # no rank leaves before the outputs are written
     return record
 
 

@@ -21,76 +21,26 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from robustbench_lite import distributed
 from robustbench_lite.errors import BenchError
+from robustbench_lite.progress import progress_bar
 from robustbench_lite.results import worst_case
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.files import slug
-from robustbench_lite.utils import atomic_write_json, frozen
+from robustbench_lite.utils import frozen
 
 from .attacks import Attack, predict
 from .attacks.base import attack_key
+from .parts import CountingModel, Part, reuse, write
+from .schedule import LocalQueue, StoreQueue, WorkQueue
 from .suite import AttackSpec, Suite
 
 logger = logging.getLogger(__name__)
-
-
-class CountingModel(nn.Module):
-    """Counts example-rows through forward and backward passes (the attack cost measure)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.forwards = 0
-        self.backwards = 0
-
-    def _count_backward(self, n: int) -> Callable[[Tensor], None]:
-        def hook(_grad: Tensor) -> None:
-            self.backwards += n
-
-        return hook
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.model(x)
-        self.forwards += x.shape[0]
-        if out.requires_grad:
-            out.register_hook(self._count_backward(x.shape[0]))
-        return out
-
-
-@dataclass
-class Part:
-    """One finished (attack, eps): per-example results over the evaluated examples."""
-
-    key: str
-    attack: str
-    label: str
-    norm: str
-    eps: float
-    robust: list[bool]            # clean-correct and not broken by this attack
-    attacked: list[bool]          # the attack was run on this point
-    norms: list[float] | None     # minimum-norm attacks: smallest adversarial norm (inf: none found)
-    seconds: float
-    forwards: int
-    backwards: int
-    config: dict[str, Any] = field(default_factory=dict)
-    predictions: list[int] | None = None  # the clean part: the model's predicted class per example
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if self.norms is not None:
-            d["norms"] = [None if v == float("inf") else v for v in self.norms]
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Part":
-        if d.get("norms") is not None:
-            d = {**d, "norms": [float("inf") if v is None else v for v in d["norms"]]}
-        return cls(**d)
 
 
 @dataclass
@@ -106,6 +56,7 @@ class RunContext:
     standard_eps: dict[str, float] = field(default_factory=dict)  # dataset's radius per norm
     offset: int = 0  # position of x[0] in the full evaluation order (a shard's start; a multiple of batch_size)
     predictions: list[int] | None = None  # filled by run_tasks: the clean prediction per example
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # filled by run_tasks: blocks and busy seconds per rank
 
 
 def _eps_list(spec: AttackSpec, ctx: RunContext) -> tuple[str, tuple[float, ...]]:
@@ -159,130 +110,245 @@ def suite_tasks(ctx: RunContext) -> list[Task]:
 
 
 def run_tasks(model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> tuple[list[bool], list[Part]]:
-    """Clean accuracy plus every (attack, eps) of the suite; returns (clean_correct, parts)."""
+    """Clean accuracy plus every (attack, eps) of the suite; returns (clean_correct, parts).
+
+    Under ``torchrun`` (an initialised process group) the ranks share the blocks; every rank
+    returns the same result, and only rank 0 writes the assembled parts."""
     return _Run(model, x, y, ctx).run()
 
 
+@dataclass(frozen=True)
+class Item:
+    """One block of one (attack, eps): the unit a rank runs. ``eps`` None: a minimum-norm run."""
+
+    task: Task
+    eps: float | None
+    block: int          # global block index: positions [block * batch_size, (block + 1) * batch_size)
+    lo: int             # the block's points in this evaluation: x[lo:hi]
+    hi: int
+
+    @property
+    def key(self) -> str:
+        return self.task.key(self.eps) if self.eps is not None else f"{self.task.spec.label}_minnorm"
+
+    def path(self, parts_dir: Path) -> Path:
+        return parts_dir / "blocks" / f"{self.task.index:03d}_{slug(self.key)}" / f"{self.block:05d}.json"
+
+
+_LAUNCH_RUNS = [0]  # runs so far in this process: every rank counts the same, so store keys match
+
+
 class _Run:
-    """One evaluation: the model (counting passes), the points, the parts finished so far."""
+    """One evaluation: the model (counting passes), the points, the blocks finished so far."""
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, ctx: RunContext) -> None:
         self.model, self.x, self.y, self.ctx = CountingModel(model), x, y, ctx
         self.parts_dir = ctx.out_dir / "parts"
-        self.parts: list[Part] = []
         self.clean: list[bool] = []
+        self.results: dict[int, Part] = {}  # item number -> its block's part
+        self.assembled: dict[tuple[int, float | None], list[Part]] = {}
+        self.world = distributed.world()
+
+    # -- the plan ---------------------------------------------------------------------------------
+
+    def _plan(self, tasks: list[Task]) -> list[Item]:
+        bs, off, n = self.ctx.batch_size, self.ctx.offset, len(self.x)
+        blocks = [(b, max(b * bs, off) - off, min((b + 1) * bs, off + n) - off)
+                  for b in range(off // bs, -(-(off + n) // bs))] if n else []
+        return [Item(t, e, b, lo, hi) for t in tasks for e in ((None,) if t.attack.minimum_norm else t.eps)
+                for b, lo, hi in blocks]
+
+    def _needs(self, i: int) -> list[int]:
+        """The items whose results item ``i`` reads: the same block of its own smaller radii and, in
+        a cascade, of every earlier attack at its norm (all numbered before ``i``)."""
+        it = self.items[i]
+        if it.eps is None:
+            return []
+        return [j for j in self.by_block[it.block] if j < i and (
+            self.items[j].task is it.task or (it.task.cascade and self.items[j].task.norm == it.task.norm))]
+
+    # -- running ----------------------------------------------------------------------------------
 
     def run(self) -> tuple[list[bool], list[Part]]:
         self.parts_dir.mkdir(parents=True, exist_ok=True)
+        _LAUNCH_RUNS[0] += 1
         with frozen(self.model):
-            clean = self._clean()
-            self.ctx.predictions = clean.predictions
-            self.clean = clean.robust
-            for task in suite_tasks(self.ctx):
-                self.parts.extend(self._minimum_norm(task) if task.attack.minimum_norm else self._fixed_eps(task))
-        return self.clean, self.parts
+            self.clean = self._clean()
+            tasks = suite_tasks(self.ctx)
+            self.items = self._plan(tasks)
+            self.by_block: dict[int, list[int]] = {}
+            self.by_task: dict[int, list[int]] = {}
+            for i, it in enumerate(self.items):
+                self.by_block.setdefault(it.block, []).append(i)
+                self.by_task.setdefault(it.task.index, []).append(i)
+            queue = self._queue()
+            try:
+                self._work(queue)
+                if self.world.distributed:  # every block of every rank, before the parts are assembled
+                    queue.wait_for(range(len(self.items)), "the last blocks")
+                self.ctx.ranks = queue.busy()
+            finally:
+                queue.close()
+            parts = [p for t in tasks for e in ((None,) if t.attack.minimum_norm else t.eps) for p in self._assemble_eps(t, e)]
+        return self.clean, parts
 
-    def _clean(self) -> Part:
-        path = self.parts_dir / "000_clean.json"
-        part = _reuse(path, self.ctx)
-        if part is not None and part.predictions is not None:
-            return part  # (one made before predictions were kept is made again: one forward pass)
-        t0 = time.perf_counter()
-        pred = predict(self.model, self.x, self.ctx.batch_size)
-        part = Part("clean", "clean", "clean", self.ctx.threat.norm, 0.0, (pred == self.y).tolist(), [True] * len(self.x),
-                    None, time.perf_counter() - t0, self.model.forwards, 0, predictions=pred.tolist())
-        _write(path, part, self.ctx)
+    def _queue(self) -> WorkQueue:
+        if not self.world.distributed:
+            return LocalQueue(len(self.items))
+        prefix = f"rbl-eval/{_LAUNCH_RUNS[0]}"
+        return StoreQueue(distributed.store(), prefix, len(self.items), self.world.rank, self.world.size)
+
+    def _work(self, queue: WorkQueue) -> None:
+        bar, bar_key, held, attacked = None, None, 0, 0
+        busy, blocks = 0.0, 0
+        try:
+            while (i := queue.take()) is not None:
+                it = self.items[i]
+                if it.key != bar_key:  # one bar per (attack, eps), over the blocks this process runs
+                    if bar is not None:
+                        bar.close()
+                    total = sum(sum(self.clean[self.items[j].lo:self.items[j].hi]) for j in self.by_task[it.task.index]
+                                if self.items[j].eps == it.eps)
+                    bar, bar_key, held, attacked = progress_bar(total=total, desc=it.key, unit="ex"), it.key, 0, 0
+                queue.wait_for(self._needs(i), f"{it.key} block {it.block}")
+                reused = self._reuse_block(it)
+                part = reused or self._block(i)
+                self.results[i] = part
+                if reused is None:
+                    busy, blocks = busy + part.seconds, blocks + 1
+                    queue.note_busy(busy, blocks)
+                queue.finished(i)
+                n_att = sum(part.attacked)
+                attacked, held = attacked + n_att, held + sum(r for r, a in zip(part.robust, part.attacked) if a)
+                bar.update(sum(self.clean[it.lo:it.hi]))
+                bar.set_postfix_str(f"robust {100 * held / max(attacked, 1):.1f}% of {attacked} attacked")
+                nxt = self.items[i + 1] if i + 1 < len(self.items) else None
+                if not self.world.distributed and (nxt is None or nxt.task is not it.task or nxt.eps != it.eps):
+                    self._assemble_eps(it.task, it.eps)  # on disk the moment it is done (merge, figures)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _result(self, i: int) -> Part:
+        """Item ``i``'s block: run here, or by another rank (read from its file)."""
+        if i not in self.results:
+            d = json.loads(self.items[i].path(self.parts_dir).read_text())
+            self.results[i] = Part.from_json(d["part"])
+        return self.results[i]
+
+    def _reuse_block(self, it: Item) -> Part | None:
+        return reuse(it.path(self.parts_dir), self.ctx.fingerprint, self.ctx.resume, quiet=True)
+
+    def _block(self, i: int) -> Part:
+        it = self.items[i]
+        task, lo, hi = it.task, it.lo, it.hi
+        clean = self._mask(self.clean[lo:hi])
+        if it.eps is None:  # a minimum-norm run: every clean-correct point; robust at eps iff its norm > eps
+            part = self._attack(it, clean, None, task.key(max(task.eps)))
+        else:
+            own = [self._result(j) for j in self._needs(i) if self.items[j].task is task]
+            own_broken = torch.zeros_like(clean)
+            for q in own:
+                own_broken |= clean & ~self._mask(q.robust)
+            todo = clean & ~own_broken
+            if task.cascade:  # the worst-case rule over this block of every part so far at the threat
+                earlier = [p for j in self._needs(i) for p in self._at_radii(j)]
+                todo &= self._mask(worst_case(self.clean[lo:hi], earlier, task.norm, it.eps))
+            if it.eps == 0:
+                todo[:] = False
+            part = self._attack(it, todo, it.eps, task.key(it.eps))
+            # points not attacked (eps 0, or already broken by another attack in cascade mode) count as
+            # robust to this attack; those it broke at a smaller eps of its sweep stay broken
+            part.robust = ((self._mask(part.robust) | (clean & ~todo)) & ~own_broken).tolist()
+        write(it.path(self.parts_dir), part, self.ctx.fingerprint)
         return part
 
-    def _mask(self, flags: list[bool]) -> Tensor:
-        return torch.tensor(flags, dtype=torch.bool, device=self.x.device)
+    def _at_radii(self, j: int) -> list[Part]:
+        """Item ``j``'s block as parts with a radius (a minimum-norm run: one per radius of its task)."""
+        it, part = self.items[j], self._result(j)
+        if it.eps is not None:
+            return [part]
+        clean, norms = self._mask(self.clean[it.lo:it.hi]), torch.tensor(part.norms, dtype=torch.float64)
+        return [dataclasses.replace(part, eps=e, robust=(clean & ~(norms <= e).to(clean.device)).tolist())
+                for e in it.task.eps]
 
-    def _minimum_norm(self, task: Task) -> list[Part]:
-        """One run gives every radius: robust at eps iff the smallest adversarial found is > eps."""
-        path = task.path(self.parts_dir)
-        base = _reuse(path, self.ctx)
-        if base is None:
-            base = self._attack(task, self._mask(self.clean), None, task.key(max(task.eps)))
-            _write(path, base, self.ctx)
-        clean, norms = self._mask(self.clean), torch.tensor(base.norms, dtype=torch.float64, device=self.x.device)
-        parts = []
-        for eps in task.eps:
-            first = eps == task.eps[0]  # the run's cost sits on the first radius
-            part = Part(task.key(eps), task.spec.name, task.spec.label, task.norm, eps, (clean & ~(norms <= eps)).tolist(),
-                        base.attacked, base.norms, base.seconds if first else 0.0, base.forwards if first else 0,
-                        base.backwards if first else 0, base.config)
-            _write(task.path(self.parts_dir, eps), part, self.ctx)  # every radius on disk: merge reads parts only
-            parts.append(part)
-        return parts
-
-    def _fixed_eps(self, task: Task) -> list[Part]:
-        clean = self._mask(self.clean)
-        own_broken = torch.zeros_like(clean)
-        parts: list[Part] = []
-        for eps in task.eps:
-            path = task.path(self.parts_dir, eps)
-            part = _reuse(path, self.ctx)
-            if part is None:
-                todo = clean & ~own_broken
-                if task.cascade:  # the worst-case rule over every part so far (its own smaller radii included)
-                    todo &= self._mask(worst_case(self.clean, self.parts + parts, task.norm, eps))
-                if eps == 0:
-                    todo[:] = False
-                part = self._attack(task, todo, eps, task.key(eps))
-                # points not attacked (eps 0, or already broken by another attack in cascade mode) count as
-                # robust to this attack; those it broke at a smaller eps of its sweep stay broken
-                part.robust = ((self._mask(part.robust) | (clean & ~todo)) & ~own_broken).tolist()
-                _write(path, part, self.ctx)
-            own_broken |= clean & ~self._mask(part.robust)
-            parts.append(part)
-        return parts
-
-    def _attack(self, task: Task, todo: Tensor, eps: float | None, key: str) -> Part:
-        """Run ``task.attack`` through its front door on the points ``todo``, at their global
-        positions (so a shard draws what the whole evaluation draws for them)."""
-        x, model, ctx = self.x, self.model, self.ctx
-        n = len(x)
+    def _attack(self, it: Item, todo: Tensor, eps: float | None, stream: str) -> Part:
+        """``it.task.attack`` through its front door on the block's points ``todo``, at their global
+        positions (so a shard or another rank draws what a whole single run draws for them)."""
+        x, model, ctx = self.x[it.lo:it.hi], self.model, self.ctx
         idx = todo.nonzero().flatten()
         robust = todo.clone()  # attacked points start robust; the caller decides about the others
         norms: Tensor | None = None
         f0, b0 = model.forwards, model.backwards
         t0 = time.perf_counter()
-        if task.attack.minimum_norm:
-            norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
+        if it.task.attack.minimum_norm:
+            norms = torch.full((len(x),), float("inf"), dtype=torch.float64, device=x.device)
             norms[~todo] = 0.0  # misclassified clean points need no perturbation
         if len(idx):
-            out = task.attack(model, x[idx], self.y[idx], eps=eps, batch_size=ctx.batch_size, seed=ctx.seed,
-                              positions=idx + ctx.offset, stream=key)
+            out = it.task.attack(model, x[idx], self.y[it.lo:it.hi][idx], eps=eps, batch_size=ctx.batch_size,
+                                 seed=ctx.seed, positions=idx + it.lo + ctx.offset, stream=stream, progress=False)
             robust[idx] = ~out.success
             if norms is not None and out.norms is not None:
                 norms[idx] = out.norms
-        seconds = time.perf_counter() - t0
+        return Part(stream, it.task.spec.name, it.task.spec.label, it.task.norm, float("nan") if eps is None else eps,
+                    robust.tolist(), todo.tolist(), norms.tolist() if norms is not None else None,
+                    time.perf_counter() - t0, model.forwards - f0, model.backwards - b0, it.task.attack.config())
+
+    # -- assembling the parts ---------------------------------------------------------------------
+
+    def _assemble_eps(self, task: Task, eps: float | None) -> list[Part]:
+        """The blocks of (task, eps) in order as one part (a minimum-norm run: one per radius), its
+        cost the sum of the blocks'; written once, by rank 0."""
+        key = (task.index, eps)
+        if key not in self.assembled:
+            parts = self._concat(task, eps)
+            self.assembled[key] = parts[1:] if eps is None else parts
+            if self.world.main:
+                if eps is None:  # the minimum-norm run itself
+                    write(task.path(self.parts_dir), parts[0], self.ctx.fingerprint)
+                for part in self.assembled[key]:
+                    write(task.path(self.parts_dir, part.eps), part, self.ctx.fingerprint)
+        return self.assembled[key]
+
+    def _concat(self, task: Task, eps: float | None) -> list[Part]:
+        blocks = [self._result(i) for i in self.by_task[task.index] if self.items[i].eps == eps]
+        key = task.key(eps) if eps is not None else task.key(max(task.eps))
+        first = blocks[0] if blocks else None
         part = Part(key, task.spec.name, task.spec.label, task.norm, float("nan") if eps is None else eps,
-                    robust.tolist(), todo.tolist(), norms.tolist() if norms is not None else None, seconds,
-                    model.forwards - f0, model.backwards - b0, task.attack.config())
-        logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, len(idx), n, 100 * robust.float().mean().item(),
-                    seconds)
-        return part
+                    [r for b in blocks for r in b.robust], [a for b in blocks for a in b.attacked],
+                    [v for b in blocks for v in (b.norms or [])] if task.attack.minimum_norm else None,
+                    sum(b.seconds for b in blocks), sum(b.forwards for b in blocks), sum(b.backwards for b in blocks),
+                    first.config if first else task.attack.config())
+        logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, sum(part.attacked), len(part.robust),
+                    100 * sum(part.robust) / max(len(part.robust), 1), part.seconds)
+        if eps is not None:
+            return [part]
+        clean = self._mask(self.clean)
+        norms = torch.tensor(part.norms or [], dtype=torch.float64, device=self.x.device)
+        return [part] + [Part(task.key(e), task.spec.name, task.spec.label, task.norm, e, (clean & ~(norms <= e)).tolist(),
+                              part.attacked, part.norms, *((part.seconds, part.forwards, part.backwards) if e == task.eps[0]
+                                                             else (0.0, 0, 0)), part.config)  # cost on the first radius
+                         for e in task.eps]
 
+    # -- the clean part ---------------------------------------------------------------------------
 
-def _reuse(path: Path, ctx: RunContext) -> Part | None:
-    if not (ctx.resume and path.is_file()):
-        return None
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    old = d.get("fingerprint")
-    if old != ctx.fingerprint:
-        old = old if isinstance(old, dict) else {}
-        keys = [k for k in ctx.fingerprint if old.get(k) != ctx.fingerprint[k]]
-        diff = ", ".join(f"another {k}" if k in ("suite", "checkpoint", "threat", "member") else
-                         f"{k} {old.get(k)} (now {ctx.fingerprint[k]})" for k in keys)
-        logger.warning("not reusing %s: it was made with %s", path.name, diff or "another fingerprint")
-        return None
-    logger.info("resume: reusing %s", path.name)
-    return Part.from_json(d["part"])
+    def _clean(self) -> list[bool]:
+        """Clean predictions: computed by rank 0 (written to ``000_clean.json``), read by the others."""
+        path = self.parts_dir / "000_clean.json"
+        if self.world.main:
+            part = reuse(path, self.ctx.fingerprint, self.ctx.resume)
+            if part is None or part.predictions is None:  # (one made before predictions were kept: made again)
+                t0 = time.perf_counter()
+                pred = predict(self.model, self.x, self.ctx.batch_size)
+                part = Part("clean", "clean", "clean", self.ctx.threat.norm, 0.0, (pred == self.y).tolist(),
+                            [True] * len(self.x), None, time.perf_counter() - t0, self.model.forwards, 0,
+                            predictions=pred.tolist())
+                write(path, part, self.ctx.fingerprint)
+        distributed.barrier()
+        if not self.world.main:
+            part = Part.from_json(json.loads(path.read_text())["part"])
+        self.ctx.predictions = part.predictions
+        return part.robust
 
-
-def _write(path: Path, part: Part, ctx: RunContext) -> None:
-    atomic_write_json(path, {"fingerprint": ctx.fingerprint, "part": part.to_json()})
+    def _mask(self, flags: list[bool]) -> Tensor:
+        return torch.tensor(flags, dtype=torch.bool, device=self.x.device)

@@ -141,7 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from . import distributed
+
+    world = distributed.world()
+    level, who = getattr(logging, args.log_level), ""
+    if world.distributed:  # torchrun: rank 0 speaks for the launch; the others only warn, naming themselves
+        who = f" (rank {world.rank})"
+        if not world.main:
+            level, args.no_progress = max(level, logging.WARNING), True
+    logging.basicConfig(level=level, format=f"%(levelname)s{who} %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("auto-attack").setLevel(logging.WARNING if args.log_level != "DEBUG" else logging.DEBUG)
     import warnings
 
@@ -150,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _progress(not getattr(args, "no_progress", False)):
             return int(args.func(args) or 0)
     except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
+        print(f"bench: error{who}: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the user's paths or disk (permission denied, no space, ...); anything else is a bug
         from .files import describe_os_error
@@ -159,11 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if text is None:
             raise
         logger.debug("the error in full", exc_info=True)
-        print(f"bench: error: {text}", file=sys.stderr)
+        print(f"bench: error{who}: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted; everything finished so far is on disk.", file=sys.stderr)
         return 130
+    finally:
+        distributed.teardown()
 
 
 @contextlib.contextmanager

@@ -42,6 +42,9 @@ def enabled() -> bool:
     return os.environ.get("BENCH_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+_on = enabled  # (progress_bar's own parameter is called enabled)
+
+
 class _LogLines(io.StringIO):
     """A file for tqdm that turns each redraw into one log line (no carriage returns)."""
 
@@ -98,11 +101,12 @@ def _is_terminal() -> bool:
 
 
 def progress_bar(total: int | float | None = None, desc: str = "", unit: str = "it", *,
-                 log: logging.Logger | None = None, **kwargs: Any) -> Bar:
+                 log: logging.Logger | None = None, enabled: bool = True, **kwargs: Any) -> Bar:
     """A tqdm bar: in place on a terminal, a log line every ``PIPED_INTERVAL`` s otherwise.
 
-    Use it as a context manager (or call ``close()``); ``disable`` follows :func:`enabled`."""
-    if not enabled():
+    Use it as a context manager (or call ``close()``); ``disable`` follows :func:`enabled` (and
+    ``enabled=False`` here: a caller that keeps its own bar)."""
+    if not (enabled and _on()):
         return Bar(total=total, desc=desc, unit=unit, disable=True, **kwargs)
     if _is_terminal():
         return Bar(total=total, desc=desc, unit=unit, leave=kwargs.pop("leave", False), dynamic_ncols=True, **kwargs)

@@ -54,7 +54,7 @@ SUMMARY_COLUMNS = ("label", "attack", "kind", "norm", "eps", "n", "attacked", "e
 
 
 class PerExample(Protocol):
-    """What the rule needs of one finished (attack, eps): ``evaluations.runner.Part`` is one."""
+    """What the rule needs of one finished (attack, eps): ``evaluations.parts.Part`` is one."""
 
     attack: str
     label: str

@@ -10,7 +10,7 @@ import torch
 
 from robustbench_lite.evaluations.checks import model_checks, result_checks
 from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate_loaded
-from robustbench_lite.evaluations.runner import Part
+from robustbench_lite.evaluations.parts import Part
 from robustbench_lite.evaluations.suite import parse_suite
 from robustbench_lite.checkpoint import load_checkpoint
 

@@ -19,7 +19,7 @@ KINDS = {"pgd": results.WHITE_BOX, "autoattack": results.WHITE_BOX, "square": re
 
 @dataclass
 class P:
-    """A hand-made per-example part (the shape of evaluations.runner.Part)."""
+    """A hand-made per-example part (the shape of evaluations.parts.Part)."""
 
     attack: str
     label: str

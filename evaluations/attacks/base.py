@@ -74,15 +74,15 @@ class Attack:
 
     @overload
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None = None, batch_size: int = 128,
-                 seed: int = 0, positions: Tensor | None = None, stream: str | None = None) -> AttackOutput: ...
+                 seed: int = 0, positions: Tensor | None = None, stream: str | None = None, progress: bool = True) -> AttackOutput: ...
 
     @overload
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: Sequence[float], batch_size: int = 128,
-                 seed: int = 0, positions: Tensor | None = None, stream: str | None = None) -> list[AttackOutput]: ...
+                 seed: int = 0, positions: Tensor | None = None, stream: str | None = None, progress: bool = True) -> list[AttackOutput]: ...
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | Sequence[float] | None = None,
                  batch_size: int = 128, seed: int = 0, positions: Tensor | None = None,
-                 stream: str | None = None) -> AttackOutput | list[AttackOutput]:
+                 stream: str | None = None, progress: bool = True) -> AttackOutput | list[AttackOutput]:
         """The front door: ``run`` on every point, in blocks, at one eps or a list of them.
 
         ``positions`` (N,) are the points' places in the whole evaluation (default ``0..N-1``): the
@@ -90,35 +90,39 @@ class Attack:
         the whole one draws for those points. ``stream`` names the random stream (default
         ``name@norm:eps``; the suite runner passes its entry's label). A minimum-norm attack runs
         once whatever ``eps`` is; with an eps list its outputs say ``success`` where the smallest
-        adversarial found is within each eps."""
+        adversarial found is within each eps. ``progress=False``: no progress bar (the suite
+        runner keeps its own over the blocks it runs)."""
         if isinstance(eps, Sequence):
-            return self._sweep(model, x, y, list(eps), batch_size, seed, positions, stream)
+            return self._sweep(model, x, y, list(eps), batch_size, seed, positions, stream, progress)
         if self.minimum_norm:
-            out = self._blocks(model, x, y, None, batch_size, seed, positions, stream or attack_key(self.name, self.norm, eps))
+            out = self._blocks(model, x, y, None, batch_size, seed, positions, stream or attack_key(self.name, self.norm, eps),
+                               progress)
             return out if eps is None else _within(out, eps)
         if eps is None:
             raise BenchError(f"attack {self.name!r} needs an eps.")
-        return self._blocks(model, x, y, eps, batch_size, seed, positions, stream or attack_key(self.name, self.norm, eps))
+        return self._blocks(model, x, y, eps, batch_size, seed, positions, stream or attack_key(self.name, self.norm, eps),
+                            progress)
 
     def _sweep(self, model: nn.Module, x: Tensor, y: Tensor, eps: list[float], batch_size: int, seed: int,
-               positions: Tensor | None, stream: str | None) -> list[AttackOutput]:
+               positions: Tensor | None, stream: str | None, progress: bool) -> list[AttackOutput]:
         if self.minimum_norm:
             out = self._blocks(model, x, y, None, batch_size, seed, positions,
-                               stream or attack_key(self.name, self.norm, max(eps, default=0.0)))
+                               stream or attack_key(self.name, self.norm, max(eps, default=0.0)), progress)
             return [_within(out, e) for e in eps]
         pos = torch.arange(len(x), device=x.device) if positions is None else positions
         outs: list[AttackOutput] = []
         x_adv, broken = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for e in eps:  # a point broken inside a smaller ball stays broken, with that adversarial
             todo = (~broken).nonzero().flatten()
-            out = self._blocks(model, x[todo], y[todo], e, batch_size, seed, pos[todo], stream or attack_key(self.name, self.norm, e))
+            out = self._blocks(model, x[todo], y[todo], e, batch_size, seed, pos[todo], stream or attack_key(self.name, self.norm, e),
+                               progress)
             x_adv, broken = x_adv.clone(), broken.clone()
             x_adv[todo], broken[todo] = out.x_adv, out.success
             outs.append(AttackOutput(x_adv, broken))
         return outs
 
     def _blocks(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, batch_size: int, seed: int,
-                positions: Tensor | None, stream: str) -> AttackOutput:
+                positions: Tensor | None, stream: str, progress: bool = True) -> AttackOutput:
         """``run`` per block of ``batch_size`` positions, seeded by (seed, stream, block start)."""
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise BenchError(f"the batch size must be a positive integer, got {batch_size!r}.")
@@ -130,7 +134,7 @@ class Attack:
         norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device) if self.minimum_norm else None
         block = torch.div(pos, batch_size, rounding_mode="floor")
         held = done = 0
-        with progress_bar(total=n, desc=stream, unit="ex") as bar:
+        with progress_bar(total=n, desc=stream, unit="ex", enabled=progress) as bar:
             for b in torch.unique(block).tolist():
                 sel = (block == b).nonzero().flatten()
                 gen = make_generator(zlib.crc32(f"{seed}:{stream}:{b * batch_size}".encode()))
