@@ -23,6 +23,7 @@ from typing import Callable
 from torch import nn
 
 from .base import Members, Optimizers, Recipe, register_defense
+from .ddp import pad
 from .losses import act_attack_loss, act_losses
 from .standard import attack_batch
 
@@ -42,8 +43,10 @@ class ACT(Recipe):
         alpha, temp = float(self.opts["alpha"]), float(self.opts["temperature"])
         f.train()
         f_nat = f(x)
-        x_adv = attack_batch(g, x, y, self.attack, generator,
-                             loss=act_attack_loss(f_nat, alpha=alpha, form=str(self.opts["attack_form"])))
+        # under DDP the attack loss sees F(x) of the global batch's shape (its code form divides by N)
+        x_adv = attack_batch(g, x, y, self.attack, generator, shard=self.shard,
+                             loss=act_attack_loss(pad(self.shard, f_nat.detach()), alpha=alpha,
+                                                  form=str(self.opts["attack_form"])))
         g.train()
         g_adv = g(x_adv)
         l_g, l_f = act_losses(g_adv, f_nat, y, alpha=alpha, temperature=temp)

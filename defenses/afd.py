@@ -38,6 +38,7 @@ from robustbench_lite.models.afd import AFDNet
 from robustbench_lite.utils import frozen
 
 from .base import Members, Optimizers, Recipe, TrainConfig, register_defense
+from .ddp import allreduce_grads_, on_global_batch, unwrap
 from .losses import GAN_LOSSES, discriminator_loss, feature_loss
 from .standard import attack_batch
 
@@ -81,6 +82,7 @@ def reset_linear_(params: list[nn.Parameter]) -> None:
 
 @register_defense("afd")
 class AFD(Recipe):
+    ddp_find_unused = True  # the feature step (3) trains E only: Dc gets no gradient
     option_defaults = {"gan_loss": "wgan", "attack": "apgd", "lr_features": 0.5, "lr_discriminator": 0.5,
                        "weight_decay_discriminator": -1.0, "update_order": "code",
                        "reset_classifier": True}
@@ -125,16 +127,21 @@ class AFD(Recipe):
     def adversarial(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         """x' for the batch, E and Dc in eval mode, detached."""
         if self.opts["attack"] == "pgd":
-            return attack_batch(model, x, y, self.attack, generator)
+            return attack_batch(model, x, y, self.attack, generator, shard=self.shard)
         from pyautoattack.autopgd_base import APGDAttack
 
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        # frozen: eval mode and no weight gradients inside, the model's mode restored after
+
+        def run(m: object, xb: Tensor, yb: Tensor) -> Tensor:
+            apgd = APGDAttack(m, n_iter=self.attack.steps, norm="Linf" if self.attack.norm == "linf" else "L2",
+                              n_restarts=1, eps=self.attack.eps, seed=seed, loss="ce", device=x.device)
+            return apgd.perturb(xb, yb, best_loss=True)
+
+        # frozen: eval mode and no weight gradients inside, the model's mode restored after; under DDP
+        # APGD runs on the global batch's shape (its random start is the single-process one)
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), frozen(model):
             torch.manual_seed(seed)
-            apgd = APGDAttack(model, n_iter=self.attack.steps, norm="Linf" if self.attack.norm == "linf" else "L2",
-                              n_restarts=1, eps=self.attack.eps, seed=seed, loss="ce", device=x.device)
-            x_adv = apgd.perturb(x, y, best_loss=True)
+            x_adv = on_global_batch(self.shard, model, x, y, run)
         return x_adv.detach()
 
     # -- the three updates ---------------------------------------------------------------------
@@ -176,7 +183,9 @@ class AFD(Recipe):
 
     def _paper_step(self, members: Members, optimizers: Optimizers, x: Tensor, x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Algorithm 1 as printed: L_C, L_D, L_F at the same parameters, then the three updates."""
-        model, disc = members["model"], members["discriminator"]
+        # torch.autograd.grad below is no backward DDP's hooks see: under DDP the passes run on the
+        # modules themselves and the gradients are all-reduced by hand before the steps
+        model, disc = unwrap(members["model"]), unwrap(members["discriminator"])
         kind = str(self.opts["gan_loss"])
         model.train()
         disc.train()
@@ -193,6 +202,8 @@ class AFD(Recipe):
             optimizers[name].zero_grad(set_to_none=True)
             for p, g in zip(*grads[name]):
                 p.grad = g
+            if self.shard is not None:
+                allreduce_grads_(grads[name][0], self.shard)
             optimizers[name].step()
         return l_c.detach(), l_d.detach(), l_f.detach()
 

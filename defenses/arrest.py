@@ -36,6 +36,7 @@ from robustbench_lite.errors import BenchError
 from robustbench_lite.utils import frozen
 
 from .base import Members, Optimizers, Recipe, TrainConfig, register_defense
+from .ddp import rand_like_batch
 from .losses import angular_distance, noisy_replay_mask, nr_threshold
 from .standard import attack_batch
 
@@ -103,7 +104,7 @@ class Arrest(Recipe):
 
     def finetune_loss(self, model: nn.Module, reference: nn.Module, x: torch.Tensor, y: torch.Tensor,
                       generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        x_in = attack_batch(model, x, y, self.attack, generator)
+        x_in = attack_batch(model, x, y, self.attack, generator, shard=self.shard)
         need_ref = self.use_rgkd or (self.use_nr and self.epoch - self.stage1 < self.nr_epochs)
         h_ref = None
         if need_ref:
@@ -115,7 +116,7 @@ class Arrest(Recipe):
             with frozen(model), torch.no_grad():  # measured in eval mode
                 dist = angular_distance(model.features(x).pre_pool, h_ref)
             switch = noisy_replay_mask(dist, self.tau)
-            u = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
+            u = rand_like_batch(self.shard, x, generator)  # under DDP: the global batch's draw, this rank's rows
             noisy = (x + (2 * u - 1) * self.attack.eps).clamp(0, 1)
             x_in = torch.where(switch.view(-1, *([1] * (x.ndim - 1))), noisy, x_in)
             replaced = float(switch.float().mean())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,9 @@ from torch import Tensor, nn
 from robustbench_lite.errors import BenchError, is_number, require_number
 from robustbench_lite.registry import Registry
 from robustbench_lite.threat import ThreatModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ddp import Shard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,11 +122,19 @@ class Recipe:
 
     Subclasses set ``name`` and override ``loss`` — or ``members``/``optimizers``/``train_step``
     when they train several networks. ``option_defaults`` declares the recipe's own options.
+
+    Under torchrun (:mod:`defenses.ddp`) ``train_step`` gets this rank's rows of the global batch and
+    the members that train as :class:`defenses.ddp.Replica` objects; ``self.shard`` (``None`` in a
+    single process) says which rows, so a random draw of the batch's shape is drawn for the global
+    batch (:func:`defenses.ddp.rand_like_batch`, :func:`defenses.ddp.on_global_batch`).
+    ``ddp_find_unused``: some training pass leaves parameters of a DDP-wrapped member without a
+    gradient (AFD's feature step does not reach Dc).
     """
 
     name: ClassVar[str] = ""
     option_defaults: ClassVar[dict[str, Any]] = {}
     eval_member: ClassVar[str] = "model"
+    ddp_find_unused: ClassVar[bool] = False
 
     def __init__(self, cfg: TrainConfig) -> None:
         unknown = sorted(set(cfg.options) - set(self.option_defaults))
@@ -139,6 +150,7 @@ class Recipe:
         self.epoch = 0
         self.warmup_start = 0  # the epoch the eps warm-up counts from (ARREST: the start of stage 2)
         self.attack = cfg.attack
+        self.shard: Shard | None = None  # set by the trainer under torchrun
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the trainer before each (0-based) epoch; sets the epoch's training attack

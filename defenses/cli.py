@@ -57,6 +57,9 @@ def add_train(sub: Subparsers) -> None:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for the training passes where the device runs bf16 natively (AMX/AVX512-BF16 "
                    "CPUs, Ampere+ GPUs; else fp32); weights and evaluation stay fp32 (default from the preset)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm normalises by the global batch's statistics (SyncBatchNorm, CUDA "
+                   "only); without it each process uses its own rows'")
     p.set_defaults(func=cmd_train)
 
 
@@ -73,6 +76,24 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``bench train``; under ``torchrun`` every process joins the group and trains its share of each
+    batch with DistributedDataParallel (rank 0 alone prints, logs and writes)."""
+    from robustbench_lite import distributed
+
+    if not distributed.launched():
+        return _train(args, main=True)
+    import logging
+
+    world = distributed.setup(distributed.device_for(args.device))
+    if not world.main:  # one voice: rank 0 logs
+        logging.getLogger("robustbench_lite").setLevel(logging.WARNING)
+    try:
+        return _train(args, main=world.main)
+    finally:
+        distributed.teardown()
+
+
+def _train(args: argparse.Namespace, *, main: bool) -> int:
     seeds = args.seeds if args.seeds else [args.seed]
     outs = [Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds]
     if args.seeds:
@@ -104,9 +125,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.eps is not None:  # eps 0 trains without an attack (a natural baseline); a ball covering [0,1] is an error
         check_threat_text(f"{configs[0].attack.norm}:{args.eps}", configs[0].dataset, flag="--eps", allow_zero=True)
     for cfg, out in zip(configs, outs):
-        path = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
-        print(f"checkpoint: {path}")
-    if args.seeds:
+        path = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress,
+                     sync_bn=args.sync_bn)
+        if main:
+            print(f"checkpoint: {path}")
+    if args.seeds and main:
         from .seeds import aggregate_seeds, format_seeds
 
         table = aggregate_seeds(args.out, seeds)

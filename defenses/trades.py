@@ -29,6 +29,7 @@ from robustbench_lite.evaluations.losses import kl_to
 from robustbench_lite.utils import frozen
 
 from .base import Recipe, register_defense
+from .ddp import pad
 from .losses import trades_kl
 from .standard import attack_batch
 
@@ -40,7 +41,8 @@ class Trades(Recipe):
     def loss(self, model, x, y, generator):  # type: ignore[no-untyped-def]
         with frozen(model), torch.no_grad():  # eval mode, as the official trades_loss
             p_nat = F.softmax(model(x), dim=1)
-        x_adv = attack_batch(model, x, y, self.attack, generator, loss=kl_to(p_nat))
+        x_adv = attack_batch(model, x, y, self.attack, generator, loss=kl_to(pad(self.shard, p_nat, 1.0 / p_nat.shape[1])),
+                             shard=self.shard)
         model.train()
         logits_nat = model(x)
         logits_adv = model(x_adv)

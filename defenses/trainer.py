@@ -16,6 +16,10 @@ epoch and step; nothing is saved for that epoch, so the last good checkpoint sta
 
 ``log.csv`` is rounded for reading (6 significant digits, seconds to 2 decimals); the checkpoint's
 ``history`` keeps full precision. Held-out accuracies are exact percentages of counts.
+
+Under ``torchrun`` (:mod:`defenses.ddp`): every rank draws the global batch and trains on its rows
+with DistributedDataParallel; rank 0 alone computes the held-out metrics, shows progress, logs and
+writes ``checkpoint.pt`` and ``log.csv``; ``resume=True`` loads the same checkpoint on every rank.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from typing import Any, Callable
 
 import torch
 
+from robustbench_lite import distributed
 from robustbench_lite.checkpoint import make_checkpoint, read_checkpoint_dict, save_checkpoint
 from robustbench_lite.data import augment, class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError
@@ -40,7 +45,7 @@ from robustbench_lite.utils import atomic_write_text, frozen, make_generator, re
 from robustbench_lite.evaluations.attacks import predict
 from robustbench_lite.evaluations.pgd import default_step_size, pgd
 
-from . import load_recipes
+from . import ddp, load_recipes
 from .base import DEFENSES, Members, Optimizers, Recipe, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -83,17 +88,21 @@ def _set_lr(recipe: Recipe, optimizers: Optimizers, epoch: int, base_lrs: dict[s
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
-          progress: bool = True, stop_after: int | None = None,
+          progress: bool = True, stop_after: int | None = None, sync_bn: bool = False,
           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Train ``cfg.defense``; returns the checkpoint path (``out_dir/checkpoint.pt``).
 
     ``stop_after`` ends the run after that many epochs of this call (used to test resume).
     ``progress=False`` shows no bars. A diverging run raises :class:`BenchError` and saves nothing
-    for the epoch it diverged in.
+    for the epoch it diverged in. In a process group of several ranks (``torchrun``, after
+    :func:`robustbench_lite.distributed.setup`) the run is data-parallel (:mod:`defenses.ddp`);
+    ``sync_bn`` then normalises by the global batch's statistics (CUDA only).
     """
     out = Path(out_dir)
     ckpt_path = out / "checkpoint.pt"
-    dev = resolve_device(device)
+    world = distributed.world()
+    dev = distributed.device_for(device) if world.distributed else resolve_device(device)
+    progress = progress and world.main
     spec = get_dataset(cfg.dataset)
     load_recipes()
     recipe = DEFENSES.get(cfg.defense)(cfg)
@@ -115,16 +124,27 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
     start = 0
     if resume and ckpt_path.exists():
         start, history = _restore(ckpt_path, cfg, members, optimizers, gen)
-        logger.info("resuming %s from epoch %d", ckpt_path, start)
-    elif resume:
+        if world.main:
+            logger.info("resuming %s from epoch %d", ckpt_path, start)
+    elif resume and world.main:
         logger.info("--resume: no checkpoint at %s yet, starting fresh", ckpt_path)
-    elif ckpt_path.exists():
+    elif ckpt_path.exists() and not resume:
         raise BenchError(f"{ckpt_path} already exists; pass --resume to continue it or choose another --out.")
-    out.mkdir(parents=True, exist_ok=True)
+    n = len(train_data)
+    shard: ddp.Shard | None = None
+    replicas: dict[str, Any] = dict(members)
+    if world.distributed:
+        ddp.check_batch(cfg.batch_size, n, world.size)
+        shard = ddp.Shard(world.rank, world.size)
+        replicas = ddp.prepare(members, shard, dev, sync_bn=sync_bn, find_unused=recipe.ddp_find_unused)
+        if world.main and not sync_bn and ddp.has_batchnorm(members):
+            logger.info("BatchNorm normalises by each rank's rows (pass --sync-bn on GPUs for the global batch's)")
+    recipe.shard = shard
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
 
     autocast = training_autocast(dev, cfg.amp)
     precision = "bf16" if isinstance(autocast, torch.autocast) else "fp32"
-    n = len(train_data)
     n_steps = -(-n // cfg.batch_size)
     done_now = 0
     for epoch in range(start, cfg.epochs):
@@ -141,18 +161,28 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         with _bar(progress, total=n_steps, desc=where, unit="batch") as bar:
             for step, i in enumerate(range(0, n, cfg.batch_size), 1):
                 x, y = train_data.batch(perm[i:i + cfg.batch_size])
-                x = augment(x, spec.augmentation, gen).to(dev)
-                y = y.to(dev)
+                x = augment(x, spec.augmentation, gen)  # the global batch: every rank draws the same
+                rows_in_batch = len(y)
+                if shard is not None:  # this rank's rows
+                    rows = shard.split(rows_in_batch, dev).cpu()
+                    x, y = x[rows], y[rows]
+                x, y = x.to(dev), y.to(dev)
                 with autocast:
-                    logs = recipe.train_step(members, optimizers, x, y, gen)
+                    logs = recipe.train_step(replicas, optimizers, x, y, gen)
+                if shard is not None:  # the global batch's means, on every rank
+                    logs = ddp.reduce_logs(logs, shard, dev)
                 _check_finite_logs(logs, cfg, epoch, step, n_steps, lr, ckpt_path, len(history))
                 for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(y)
-                count += len(y)
+                    sums[k] = sums.get(k, 0.0) + v * rows_in_batch
+                count += rows_in_batch
                 bar.update()
                 bar.set_postfix_str(_postfix(sums, count))
         _check_finite_members(members, cfg, epoch, n_steps, lr, ckpt_path, len(history))
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(count, 1) for k, v in sums.items()}}
+        done_now += 1
+        if not world.main:  # rank 0 alone evaluates, logs and writes
+            history.append(row)
+            continue
         row.update(heldout_metrics(members[recipe.eval_member], hx, hy, cfg, progress=progress,
                                    desc=f"{where} held-out pgd{cfg.eval_steps}"))
         row["seconds"] = round(time.perf_counter() - t0, 2)
@@ -161,7 +191,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
         _save(ckpt_path, cfg, recipe, members, optimizers, gen, history, epoch + 1, spec, precision)
         _write_log(out / "log.csv", history)
-        done_now += 1
         if on_epoch:
             on_epoch(row)
     return ckpt_path
