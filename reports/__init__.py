@@ -1,12 +1,12 @@
 """Reports: ARDist, published baselines, the results store, the leaderboard, figures and reports.
 
 Reads result records (``result.json`` written by ``bench eval``) only; never imports torch or loads
-a model. Public names load lazily (PEP 562), so ``bench --help``, which imports ``reports.cli``,
+a model. Public names load lazily (PEP 562), so ``bench --help``, which imports ``robustbench_lite.reports.cli``,
 imports neither pandas nor matplotlib.
 
 Example::
 
-    >>> from reports import ardist, add_record, leaderboard
+    >>> from robustbench_lite.reports import ardist, add_record, leaderboard
     >>> round(ardist(87.14, 44.04, "cifar10"), 3)
     -1.5
 """
