@@ -48,15 +48,21 @@ def add_eval(sub: Subparsers) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="seed for every attack's randomness")
     p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>)")
-    p.add_argument("--threat", default=None, help="threat model, e.g. linf:8/255 or l2:0.5 (default: the checkpoint's)")
+    p.add_argument("--threat", default=None, help="threat model, e.g. linf:8/255 or l2:0.5 (default: the checkpoint's, or "
+                   "a robustbench: entry's leaderboard; another one is evaluated with a warning)")
     p.add_argument("--resume", action="store_true", help="reuse finished (attack, eps) parts in --out")
     p.add_argument("--all-points", action="store_true",
                    help="run every attack on every clean-correct point (exact per-attack accuracy) instead of cascading")
-    p.add_argument("--arch", default=None, help="architecture for a plain state_dict: registry name, module:callable or file.py:callable")
-    p.add_argument("--dataset", default=None, help="dataset for a plain state_dict (or to override the checkpoint's)")
+    p.add_argument("--arch", default=None,
+                   help="architecture for a plain state_dict: registry name, torchvision:<name>, timm:<name>, "
+                   "module:callable, file.py:callable, or robustbench:<leaderboard entry> (e.g. robustbench:Carmon2019Unlabeled: "
+                   "architecture, normalisation, dataset and threat from RobustBench's entry)")
+    p.add_argument("--dataset", default=None, help="dataset for a plain state_dict (or to override the checkpoint's; "
+                   "with robustbench: it must be the entry's)")
     p.add_argument("--normalize", default=None, metavar="MEAN,STD",
                    help="put the input normalisation the model was trained with inside it, so attacks and eps stay in "
-                   "[0,1] pixel space: MEAN,STD, three means then three stds, or cifar10, cifar100, imagenet, mnist")
+                   "[0,1] pixel space: MEAN,STD, three means then three stds, or cifar10, cifar100, imagenet, mnist "
+                   "(replaces a robustbench: entry's own)")
     p.add_argument("--member", default=None, help="which network of a multi-model checkpoint (ACT: natural)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (CIFAR, ImageNet)")
     p.add_argument("--data-file", default=None, metavar="FILE.npz",
@@ -93,21 +99,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
                        seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
                        data_dir=args.data_dir, data_file=args.data_file, member=args.member, arch=args.arch, dataset=args.dataset,
-                       shard=args.shard,
+                       normalize=args.normalize, shard=args.shard,
                        channels_last=not args.no_channels_last)
     try:
-        if args.normalize is None:
-            rec = evaluate(args.model, out, opts)
-        else:  # evaluate()'s two steps, with the normalisation put inside the model
-            from robustbench_lite.checkpoint import load_checkpoint
-
-            from .evaluate import evaluate_loaded
-            from .suite import load_suite
-
-            suite = load_suite(args.suite)
-            ckpt = load_checkpoint(args.model, arch=args.arch, dataset=args.dataset, member=args.member,
-                                   normalize=args.normalize)
-            rec = evaluate_loaded(ckpt, suite, out, opts, checkpoint_path=Path(args.model))
+        rec = evaluate(args.model, out, opts)
     except KeyboardInterrupt:
         print(f"interrupted: finished attacks are saved in {out}/parts; rerun with --resume to continue.", file=sys.stderr)
         return 130
@@ -176,6 +171,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     rows = transfer_matrix(args.surrogates, args.targets, args.out, n_examples=args.n_examples, threat=args.threat,
                            steps=args.steps, seed=args.seed, batch_size=args.batch_size, device=args.device,
                            data_dir=args.data_dir)
+    if not distributed.world().main:
+        return 0  # under torchrun rank 0 prints
     for r in rows:
         print(f"{r['surrogate']} -> {r['target']}: {r['success_rate']}% of {r['n']}")
     info = json.loads((Path(args.out) / "transfer.json").read_text())
@@ -215,6 +212,11 @@ def add_analyze(sub: Subparsers) -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.model).parent / "analyses"
     check_out_folder(out, files=ANALYZE_FILES)
+    world = distributed.world()
+    if world.distributed and not world.main:
+        # the analyses are a few small sequential fits (seconds to minutes): under torchrun rank 0 runs
+        # them all, on its own device, and the other ranks leave at once (nothing to share or write)
+        return 0
     from .analyses import AnalysisOptions, analyze
 
     res = analyze(args.model, out, AnalysisOptions(

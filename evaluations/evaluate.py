@@ -57,8 +57,9 @@ class EvalOptions:
     data_dir: str | None = None
     data_file: str | None = None  # a user's .npz (x, y) in place of the test split (data.load_data_file)
     member: str | None = None
-    arch: str | None = None
+    arch: str | None = None  # for a plain state_dict: a registry name, torchvision:/timm:, module:callable, robustbench:<entry>
     dataset: str | None = None
+    normalize: str | None = None  # input normalisation put inside the model (checkpoint.load_checkpoint's normalize)
     shard: str | None = None  # "i/k": the i-th of k contiguous shards (0-based)
     check_examples: int = 100  # clean sample size of the model checks
     channels_last: bool = True  # NHWC weights for conv nets (faster on CPU and GPU; same numbers to rounding)
@@ -90,9 +91,11 @@ def evaluate(model_path: str | Path, out_dir: str | Path, options: EvalOptions =
 
         rec = evaluate("runs/demo/madry/checkpoint.pt", "runs/demo/madry/eval", EvalOptions(suite="quick"))
         rec["robust_accuracy"]
+        evaluate("Carmon2019Unlabeled.pt", "runs/carmon", EvalOptions(arch="robustbench:Carmon2019Unlabeled"))
     """
     suite = load_suite(options.suite)
-    ckpt = load_checkpoint(model_path, arch=options.arch, dataset=options.dataset, member=options.member)
+    ckpt = load_checkpoint(model_path, arch=options.arch, dataset=options.dataset, member=options.member,
+                           normalize=options.normalize, threat=options.threat)
     return evaluate_loaded(ckpt, suite, out_dir, options, checkpoint_path=Path(model_path))
 
 
@@ -168,6 +171,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     record.update({
         "format": results.RESULT_FORMAT, "format_version": results.RESULT_FORMAT_VERSION,
         "checkpoint": {"path": str(checkpoint_path) if checkpoint_path else None, "sha256": sha, "arch": ckpt.arch,
+                       "arch_kwargs": ckpt.arch_kwargs, "normalize": ckpt.normalize, "robustbench": ckpt.robustbench,
                        "dataset": ckpt.dataset, "defense": ckpt.defense, "defense_config": ckpt.defense_config,
                        "member": ckpt.member, "num_classes": ckpt.num_classes,
                        "seed": ckpt.defense_config.get("seed") if isinstance(ckpt.defense_config, dict) else None},

@@ -34,9 +34,11 @@ from torch import Tensor, nn
 from .data import get_dataset
 from .errors import BenchError
 from .models import MODELS, apply_normalize, build_external, create_model, kwargs_from_state_dict, parse_normalize
+from .models.normalize import applied_normalization
 from .models.hub import build_library_model, is_library_spec
 from .threat import ThreatModel
 from .utils import atomic_torch_save, library_versions
+from .zoo import ZooModel, is_robustbench_spec, resolve, source_commit
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)
     member: str = "model"
     raw: dict[str, Any] = field(default_factory=dict)
+    normalize: dict[str, list[float]] | None = None  # the input normalisation inside the model ({"mean", "std"})
+    robustbench: dict[str, str] | None = None  # --arch robustbench:<name>: the leaderboard entry it was built as
 
 
 def make_checkpoint(*, arch: str, arch_kwargs: Mapping[str, Any], dataset: str, num_classes: int,
@@ -302,7 +306,7 @@ def _check_format(obj: Mapping[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str | None = None,
                     member: str | None = None, num_classes: int | None = None,
-                    normalize: str | None = None) -> Checkpoint:
+                    normalize: str | None = None, threat: str | None = None) -> Checkpoint:
     """Load a robustbench_lite checkpoint, or a plain state_dict when ``arch`` and ``dataset`` are given.
 
     ``arch`` may name a registered model, ``torchvision:<name>`` / ``timm:<name>``, or (command line only)
@@ -313,11 +317,21 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
     ``member`` picks a network of a multi-model checkpoint (ACT: ``natural``). ``normalize``
     (``--normalize``: ``MEAN,STD``, per-channel lists, or a dataset name) puts that input normalisation
     inside the model; the state_dict keys are unchanged.
+    ``arch="robustbench:<name>"`` builds a RobustBench zoo file as that leaderboard entry's constructor does
+    (:func:`robustbench_lite.zoo.resolve`: arch, arguments, normalisation; ``dataset`` and the checkpoint's
+    threat default from the entry, ``threat`` only chooses among leaderboards sharing the name).
     A checkpoint with the format marker whose fields are missing or ill-typed is a :class:`BenchError`.
     """
     path = Path(path)
+    zm = resolve(arch, dataset, threat) if arch is not None and is_robustbench_spec(arch) else None
+    if zm is not None:
+        arch, dataset = zm.arch, zm.entry.dataset
+        normalize = zm.normalize if normalize is None else normalize  # an explicit --normalize wins
     obj = read_checkpoint_dict(path)
     if obj.get("format") == FORMAT:
+        if zm is not None:
+            raise BenchError(f"{path} is a robustbench_lite checkpoint with its own arch; --arch robustbench:<name> "
+                             "is for RobustBench's zoo files (plain state_dicts).")
         _check_format(obj, path)
         members = obj["members"]
         if member is None:
@@ -353,7 +367,7 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
             raise _bad(path, f"its threat {obj['threat']!r} is not a threat model ({reason})") from None
         return Checkpoint(model.eval(), use_arch, kwargs, ds_name, n_cls, shape, threat,
                           obj.get("defense", "unknown"), dict(obj.get("defense_config", {})), list(obj.get("history", [])),
-                          member, obj)
+                          member, obj, normalize=applied_normalization(model))
 
     sd = _plain_state_dict(obj)
     if sd is None:
@@ -363,6 +377,8 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
     spec = get_dataset(dataset)
     n_cls = num_classes or spec.num_classes
     kwargs = _inferred_kwargs(arch, sd)
+    if zm is not None:  # the entry's constructor decides; the file only whether it kept the unused sub_block1
+        kwargs = {**kwargs, **zm.arch_kwargs, **{k: v for k, v in kwargs.items() if k == "sub_block1"}}
     model = _normalized(_build(arch, kwargs, n_cls, spec.input_shape[0], from_cli=True), normalize, spec.input_shape[0])
     _load_into(model, sd, arch, path)
     try:
@@ -373,4 +389,13 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
         raise BenchError(f"arch {arch!r} cannot run on {dataset} inputs of shape {tuple(spec.input_shape)} ({first}).") from None
     if out_features != spec.num_classes:
         raise BenchError(f"{path} gives {out_features} logits but {dataset} has {spec.num_classes} classes.")
-    return Checkpoint(model, arch, kwargs, dataset, n_cls, spec.input_shape, None, "unknown", raw={})
+    return Checkpoint(model, arch, kwargs, dataset, n_cls, spec.input_shape, zm.entry.threat_model if zm else None,
+                      "unknown", raw={}, normalize=applied_normalization(model), robustbench=_entry_record(zm))
+
+
+def _entry_record(zm: ZooModel | None) -> dict[str, str] | None:
+    """What result.json says about a ``robustbench:`` model: the entry, its leaderboard and the table's commit."""
+    if zm is None:
+        return None
+    return {"name": zm.entry.name, "dataset": zm.entry.dataset, "threat": zm.entry.threat,
+            "architecture": zm.entry.architecture, "model_zoo": zm.model_zoo, "commit": source_commit()}

@@ -20,6 +20,18 @@ Example::
     >>> e = lookup("Carmon2019Unlabeled")
     >>> e.architecture, e.dataset, e.threat
     ('WideResNet-28-10', 'cifar10', 'linf:8/255')
+
+How each entry's model is built is a second table, ``leaderboards/robustbench_models.csv``, curated
+from the constructors in RobustBench's ``model_zoo/{cifar10,cifar100,imagenet}.py`` at the same
+commit (its ``model_zoo`` column quotes each one): a registered arch (``wrn_28_10``, ``dm_wrn_70_16``,
+``torchvision:resnet50``, ...), its arguments (``sub_block1``, depth and width, ...) and the input
+normalisation the constructor applies, or, in ``missing``, what the registry lacks. The constructor,
+not the leaderboard's architecture string, decides: "WideResNet-28-10" is the TRADES network for
+Carmon2019Unlabeled and DeepMind's (Swish, normalisation inside) for Gowal2020Uncovering_28_10_extra.
+:func:`resolve` serves ``--arch robustbench:<name>``::
+
+    >>> resolve("Carmon2019Unlabeled").arch, resolve("Carmon2019Unlabeled").arch_kwargs
+    ('wrn_28_10', {'sub_block1': True})
 """
 from __future__ import annotations
 
@@ -43,6 +55,8 @@ from .threat import ThreatModel, parse_eps
 logger = logging.getLogger(__name__)
 
 TABLE = Path(__file__).resolve().parent / "leaderboards" / "robustbench.csv"
+MODELS_TABLE = TABLE.with_name("robustbench_models.csv")
+PREFIX = "robustbench:"  # --arch robustbench:<name>
 REPOSITORY = "github.com/RobustBench/robustbench"
 LICENCE = "MIT licence, Copyright (c) 2020 Francesco Croce, Maksym Andriushchenko, Vikash Sehwag"
 # RobustBench's folder model_info/<dataset>/<threat> -> the leaderboard's threat (corruptions skipped)
@@ -235,6 +249,98 @@ def lookup(name: str, dataset: str | None = None, threat: str | None = None, tab
     if not found:
         raise BenchError(f"RobustBench's {name} is on the leaderboards {boards}, not on the one asked for.")
     raise BenchError(f"RobustBench's {name} is on several leaderboards ({boards}); give --dataset and --threat.")
+
+
+# -- how each entry's model is built (--arch robustbench:<name>) -----------------------------------
+
+@dataclass(frozen=True)
+class ZooModel:
+    """How to build one entry's network from its zoo file (a row of ``robustbench_models.csv``)."""
+
+    entry: ZooEntry
+    arch: str  # a registered name, torchvision:<name> or timm:<name>; "" where the registry lacks it
+    arch_kwargs: dict[str, Any]
+    normalize: str | None  # --normalize text (three means then three stds, or MEAN,STD); None: none applied
+    missing: str  # what the registry lacks ("" when arch is set)
+    model_zoo: str  # the constructor in RobustBench's model_zoo it was read from
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.arch)
+
+
+@lru_cache(maxsize=4)
+def _load_models(path: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    lines = [ln for ln in Path(path).read_text(encoding="utf-8").splitlines(keepends=True) if not ln.startswith("#")]
+    return {(r["dataset"], r["threat"], r["name"]): r for r in csv.DictReader(io.StringIO("".join(lines)))}
+
+
+def zoo_model(entry: ZooEntry, table: str | Path = MODELS_TABLE) -> ZooModel:
+    """The build recipe of a leaderboard entry (every entry has a row, supported or not)."""
+    row = _load_models(str(table)).get((entry.dataset, entry.threat, entry.name))
+    if row is None:
+        return ZooModel(entry, "", {}, None, f"{table} has no row for {entry.name}", "")
+    return ZooModel(entry, row["arch"], json.loads(row["arch_kwargs"]) if row["arch_kwargs"] else {},
+                    row["normalize"] or None, row["missing"], row["model_zoo"])
+
+
+def is_robustbench_spec(arch: str | None) -> bool:
+    """``robustbench:<name>``."""
+    return bool(arch) and str(arch).startswith(PREFIX) and len(str(arch)) > len(PREFIX)
+
+
+def _choose(name: str, dataset: str | None, threat: str | None) -> tuple[ZooEntry, str | None]:
+    """The entry for ``--arch robustbench:<name>``, and a warning when ``threat`` is not its leaderboard's.
+
+    ``--dataset`` must be the entry's (else one sentence: the classes and input shape would not fit);
+    ``--threat`` chooses among leaderboards sharing a name and otherwise only warns: evaluating an
+    Linf model at an L2 radius is a legitimate experiment, the leaderboard's numbers just do not apply."""
+    found = [e for e in all_entries() if e.name == name]
+    if not found or (dataset is not None and not any(e.dataset == dataset.strip().lower() for e in found)):
+        lookup(name, dataset=dataset)  # the sentence: an unknown name (with close matches) or another dataset's
+    found = [e for e in found if dataset is None or e.dataset == dataset.strip().lower()]
+    if threat is not None:
+        tm = ThreatModel.parse(threat)
+        same = [e for e in found if e.threat_model.norm == tm.norm and math.isclose(e.threat_model.eps, tm.eps, rel_tol=1e-9)]
+        if len(same) == 1:
+            return same[0], None
+        if not same and len(found) == 1:
+            e = found[0]
+            return e, (f"RobustBench's {name} is on the {e.dataset} {e.threat} leaderboard; evaluating it at {threat} as "
+                       "asked, so its leaderboard numbers do not apply.")
+    if len(found) == 1:
+        return found[0], None
+    boards = ", ".join(f"{e.dataset} {e.threat}" for e in found)
+    raise BenchError(f"RobustBench's {name} is on several leaderboards ({boards}); give --dataset and --threat.")
+
+
+def resolve(name: str, dataset: str | None = None, threat: str | None = None,
+            table: str | Path = MODELS_TABLE) -> ZooModel:
+    """``--arch robustbench:<name>`` (the prefix optional) -> the entry's build recipe; dataset and threat
+    default from the entry. An unknown name, a contradicting ``dataset`` and an entry whose architecture
+    the registry lacks are one-sentence :class:`BenchError`s; a contradicting ``threat`` is a logged warning."""
+    name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    entry, warning = _choose(name.strip(), dataset, threat)
+    model = zoo_model(entry, table)
+    if not model.supported and not model.model_zoo:
+        raise BenchError(f"RobustBench's {entry.name} ({entry.dataset} {entry.threat}) has no model in RobustBench's "
+                         f"model_zoo at {source_commit()[:7]}, so no zoo file to build; for your own {entry.architecture} "
+                         "give --arch a registry name.")
+    if not model.supported:
+        raise BenchError(f"RobustBench's {entry.name} ({entry.dataset} {entry.threat}, {entry.architecture}) cannot be "
+                         f"built here: the registry lacks {model.missing}.")
+    if warning:
+        logger.warning("%s", warning)
+    return model
+
+
+def coverage(table: str | Path = MODELS_TABLE) -> dict[tuple[str, str], tuple[int, int]]:
+    """(dataset, threat) -> (entries ``--arch robustbench:`` can build, entries on that leaderboard)."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for e in all_entries():
+        done, total = out.get((e.dataset, e.threat), (0, 0))
+        out[(e.dataset, e.threat)] = (done + zoo_model(e, table).supported, total + 1)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,3 +136,12 @@ def apply_normalize(model: nn.Module, mean: Sequence[float], std: Sequence[float
         own[0].set(mean, std)
         return model
     return NormalizedModel(model, mean, std)
+
+
+def applied_normalization(model: nn.Module) -> dict[str, list[float]] | None:
+    """The input normalisation a model applies, as recorded in result.json: ``{"mean": [...], "std": [...]}``
+    of its outermost :class:`Normalization` (the one :func:`apply_normalize` sets), or None when it has none."""
+    for m in model.modules():
+        if isinstance(m, Normalization):
+            return {"mean": [round(float(v), 6) for v in m.mean.flatten()], "std": [round(float(v), 6) for v in m.std.flatten()]}
+    return None
