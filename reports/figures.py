@@ -109,12 +109,25 @@ def place_labels(fig: Figure, ax: Any, labels: Sequence[tuple[float, float, str]
             heavy.append(best[1])
 
 
-def tradeoff_figure(dataset: str, summaries: Sequence[RecordSummary], baselines: pd.DataFrame | None) -> Figure:
-    """Clean vs AutoAttack accuracy of the records, the published points and the tradeoff cubic."""
+def tradeoff_figure(dataset: str, summaries: Sequence[RecordSummary], baselines: pd.DataFrame | None,
+                    robustbench: bool = False) -> Figure:
+    """Clean vs AutoAttack accuracy of the records, the published points and the tradeoff cubic; with
+    ``robustbench``, also every RobustBench leaderboard entry of the dataset at the records' threats."""
     fig = Figure(figsize=(9.0, 5.2), layout="constrained")
     ax = fig.add_subplot()
     xs: list[float] = []
     ys: list[float] = []
+    if robustbench:
+        from robustbench_lite.zoo import entries, source_commit
+
+        for threat in sorted({f"{s.norm}:{s.eps:.10g}" for s in summaries}):
+            board = entries(dataset, threat)
+            pts = [(e.clean_acc, e.autoattack_acc) for e in board if e.clean_acc is not None and e.autoattack_acc is not None]
+            if pts:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=".", s=40, color="#17becf", alpha=0.6,
+                           label=f"RobustBench {board[0].threat} ({source_commit()[:7]})", zorder=1)
+                xs += [float(p[0]) for p in pts]
+                ys += [float(p[1]) for p in pts]
     if baselines is not None:
         pts = tradeoff_points(baselines, dataset)
         for paper, grp in pts.groupby("paper", sort=True):
@@ -328,13 +341,14 @@ def analyses_figure(record: Mapping[str, Any]) -> Figure | None:
 
 
 def make_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
-                 baselines: pd.DataFrame | None) -> list[FigureFile]:
-    """Build and save every figure that the records support; returns the saved files in order."""
+                 baselines: pd.DataFrame | None, robustbench: bool = False) -> list[FigureFile]:
+    """Build and save every figure that the records support; returns the saved files in order
+    (``robustbench``: the tradeoff figures also show RobustBench's leaderboard entries)."""
     out = Path(out_dir)
     summaries = [summarize(r) for r in records]
     files: list[FigureFile] = []
     for ds in sorted({s.dataset for s in summaries}):
-        fig = tradeoff_figure(ds, [s for s in summaries if s.dataset == ds], baselines)
+        fig = tradeoff_figure(ds, [s for s in summaries if s.dataset == ds], baselines, robustbench)
         files.append(save(fig, out, f"tradeoff_{ds}", "tradeoff", f"Accuracy-robustness tradeoff on {ds}"))
     for r, s in zip(records, summaries):
         fig = sweep_figure(r)

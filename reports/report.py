@@ -163,10 +163,12 @@ def _html(title: str, records: Sequence[Mapping[str, Any]], summaries: Sequence[
 
 
 def build_report(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
-                 baselines: pd.DataFrame | None = None, title: str = "robustbench_lite report") -> ReportFiles:
+                 baselines: pd.DataFrame | None = None, title: str = "robustbench_lite report",
+                 robustbench: bool = False) -> ReportFiles:
     """Write figures, ``report.md`` and ``index.html`` for ``records`` into ``out_dir``.
 
-    ``baselines`` defaults to the packaged paper tables (``load_baselines(extra_files=...)`` adds yours).
+    ``baselines`` defaults to the packaged paper tables (``load_baselines(extra_files=...)`` adds yours);
+    ``robustbench`` adds RobustBench's leaderboard entries (same dataset and threat) to the tradeoff figures.
     """
     records = [validate_record(dict(r), where=f"record {i + 1}") for i, r in enumerate(records)]
     if not records:
@@ -178,7 +180,7 @@ def build_report(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
     summaries = [summarize(r) for r in records]
     entries = leaderboard_entries(records, baselines=baselines)
     published = _published_tables(records, summaries, baselines)
-    figures = tuple(make_figures(records, out / "figures", baselines))
+    figures = tuple(make_figures(records, out / "figures", baselines, robustbench))
     md_path, html_path = out / "report.md", out / "index.html"
     md_path.write_text(_markdown(title, records, summaries, entries, published, figures, out), encoding="utf-8")
     html_path.write_text(_html(title, records, summaries, entries, published, figures, out), encoding="utf-8")

@@ -109,3 +109,19 @@ def test_core_module_is_torch_free() -> None:
     code = "import sys, robustbench_lite.zoo as z; z.all_entries(); print('torch' in sys.modules)"
     out = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_tradeoff_figure_shows_the_robustbench_entries_when_asked() -> None:
+    """bench report's tradeoff figure with ``robustbench=True``: every entry of the records' dataset and threat."""
+    from types import SimpleNamespace
+
+    from robustbench_lite.reports.figures import tradeoff_figure
+
+    ours = SimpleNamespace(clean=80.0, autoattack=40.0, robust=40.0, model="ours", norm="linf", eps=8 / 255, dataset="cifar10")
+    want = [(e.clean_acc, e.autoattack_acc) for e in zoo.entries("cifar10", "linf:8/255")]
+    for asked in (False, True):
+        ax = tradeoff_figure("cifar10", [ours], None, robustbench=asked).axes[0]
+        shown = [c for c in ax.collections if c.get_label().startswith("RobustBench")]
+        assert len(shown) == asked
+    assert shown[0].get_label() == f"RobustBench linf:8/255 ({PINNED[:7]})"
+    assert sorted(map(tuple, shown[0].get_offsets().tolist())) == sorted(want)
