@@ -18,12 +18,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from robustbench_lite import distributed
 from robustbench_lite.checkpoint import load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
-from robustbench_lite.utils import (atomic_write_json, atomic_write_text, check_output_path, default_batch_size, frozen,
-                                   resolve_device)
+from robustbench_lite.utils import atomic_write_json, atomic_write_text, check_output_path, default_batch_size, frozen
 
 from .attacks import create_attack, predict
 
@@ -43,7 +45,8 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
     if not surrogates or not targets:
         raise BenchError("give at least one surrogate and one target checkpoint.")
     out = check_output_path(out_dir, kind="folder", files=OUT_FILES)
-    dev = resolve_device(device)
+    dev = distributed.device_for(device)  # cuda:LOCAL_RANK under torchrun
+    world = distributed.setup(dev)
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     require_number("the batch size", batch_size, integer=True, minimum=1)
     require_number("the number of PGD steps", steps, integer=True, minimum=1)
@@ -70,6 +73,10 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
         with frozen(c.model):
             correct[t] = predict(c.model, x, batch_size) == y
     rows: list[dict[str, Any]] = []
+    # under torchrun rank r crafts the blocks b with b % world == r (every block costs the same: all
+    # steps are taken), seeded by position as in one process; the verdicts are gathered on every rank
+    pos = torch.arange(len(x), device=dev)
+    mine = pos[torch.div(pos, batch_size, rounding_mode="floor") % world.size == world.rank]
     for s in surrogates:
         sc = load_checkpoint(s)
         if sc.dataset != dataset:
@@ -78,21 +85,31 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
         # its own success flag (judged on the surrogate here) is not used: every target judges x_adv
         craft = create_attack("transfer", surrogate=str(s), norm=tm.norm, steps=steps)
         with frozen(sc.model):
-            x_adv = craft(sc.model.to(dev).eval(), x, y, eps=tm.eps, batch_size=batch_size, seed=seed, stream="transfer").x_adv
+            x_adv = craft(sc.model.to(dev).eval(), x[mine], y[mine], eps=tm.eps, batch_size=batch_size, seed=seed,
+                          positions=mine, stream="transfer").x_adv
+        verdicts = {}
         for t, c in tgts.items():
             with frozen(c.model):
-                wrong = predict(c.model, x_adv, batch_size) != y
+                verdicts[t] = (predict(c.model, x_adv, batch_size) != y[mine]).tolist()
+        gathered = distributed.gather_objects((mine.tolist(), verdicts))
+        for t in tgts:
+            wrong = torch.zeros(len(x), dtype=torch.bool, device=dev)
+            for where, v in gathered:
+                wrong[torch.tensor(where, dtype=torch.long, device=dev)] = torch.tensor(v, dtype=torch.bool, device=dev)
             ok = correct[t]
             n = int(ok.sum())
             rate = round(100.0 * float((wrong & ok).sum()) / n, 2) if n else None
             rows.append({"surrogate": s, "target": t, "norm": tm.norm, "eps": tm.eps, "n": n, "success_rate": rate})
             logger.info("transfer %s -> %s: %s%% of %d", s, t, rate, n)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "transfer.csv", matrix_csv(rows, surrogates, targets))
-    atomic_write_json(out / "transfer.json", {"format": "robustbench_lite/transfer", "steps": steps, "seed": seed,
-                                              "batch_size": batch_size,
-                                              "n_examples": len(idx), "dataset": dataset, "threat": tm.to_dict(),
-                                              "rows": rows, **({"notes": notes} if notes else {})})
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "transfer.csv", matrix_csv(rows, surrogates, targets))
+        atomic_write_json(out / "transfer.json", {"format": "robustbench_lite/transfer", "steps": steps, "seed": seed,
+                                                  "batch_size": batch_size,
+                                                  "n_examples": len(idx), "dataset": dataset, "threat": tm.to_dict(),
+                                                  "rows": rows, **({"notes": notes} if notes else {}),
+                                                  **({"world_size": world.size} if world.distributed else {})})
+    distributed.barrier()
     return rows
 
 

@@ -197,3 +197,20 @@ def test_local_queue_hands_out_items_in_order() -> None:
     q = LocalQueue(3)
     assert [q.take(), q.take(), q.take(), q.take()] == [0, 1, 2, None]
     q.wait_for([0, 2], "x")
+
+
+@pytest.mark.slow
+def test_transfer_under_torchrun_equals_one_process(eval_natural_ckpt: Path, tmp_path: Path) -> None:
+    """Rank r crafts the blocks b with b % 2 == r; the matrix equals one process's."""
+    args = ["-m", "robustbench_lite", "transfer", "--surrogates", str(eval_natural_ckpt), "--targets",
+            str(eval_natural_ckpt), "--n-examples", "20", "--batch-size", "4", "--steps", "5", "--threat", "linf:0.1"]
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=_env(), capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(_torchrun("--standalone", "--nproc_per_node", "2", *args, "--out", str(tmp_path / "two")),
+                         env=_env(), capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    rows = lambda d: json.loads((d / "transfer.json").read_text())["rows"]  # noqa: E731
+    assert rows(tmp_path / "one") == rows(tmp_path / "two")
+    assert (tmp_path / "one" / "transfer.csv").read_text() == (tmp_path / "two" / "transfer.csv").read_text()
+    assert two.stdout.count("results:") == 1
