@@ -153,6 +153,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
                                    not options.all_points and suite.cascade, options.batch_size, options.shard)
     if options.data_file:  # parts made on another file (or the dataset's own split) are not reused
         fingerprint["data_file"] = data.sha256  # type: ignore[union-attr]
+    if ckpt.normalize is not None or ckpt.robustbench is not None:  # the same weights built another way are another model
+        fingerprint["model"] = {"arch": ckpt.arch, "normalize": ckpt.normalize}
     ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
                      cascade=False if options.all_points else None,
                      standard_eps=spec.standard_eps(), offset=offset)

@@ -129,6 +129,8 @@ def add_report(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("runs") / "report", metavar="DIR",
                    help="folder for report.md, index.html and the figures (default: runs/report)")
     _add_baselines(p)
+    p.add_argument("--with-robustbench", action="store_true",
+                   help="also plot every RobustBench leaderboard entry of the results' dataset and threat (clean vs AutoAttack)")
     p.set_defaults(func=cmd_report)
 
 
@@ -138,7 +140,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
     from .store import load_records
 
-    files = build_report(load_records(args.db), args.out, baselines=load_baselines(extra_files=args.baselines or ()))
+    files = build_report(load_records(args.db), args.out, baselines=load_baselines(extra_files=args.baselines or ()),
+                         robustbench=args.with_robustbench)
     print(f"wrote {files.html} and {files.markdown} ({len(files.figures)} figures as PNG and PDF)")
     return 0
 
