@@ -193,6 +193,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, device
         _write_log(out / "log.csv", history)
         if on_epoch:
             on_epoch(row)
+    if world.distributed:  # no rank returns (or reads the checkpoint) before rank 0 has written it
+        distributed.barrier()
     return ckpt_path
 
 
