@@ -187,6 +187,9 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
         record["shard"] = shard_info
     if options.data_file:
         record["data_file"] = {"path": str(options.data_file), "sha256": data.sha256}  # type: ignore[union-attr]
+    notes = [n for p in parts for n in p.notes]
+    if notes:  # e.g. blocks halved on out-of-memory: their random draws differ from undivided blocks'
+        record["notes"] = sorted(set(notes))
     if world.distributed:  # the numbers do not depend on it: blocks are seeded by position, not by rank
         record["distributed"] = {"world_size": world.size, "ranks": ctx.ranks}
     if world.main:

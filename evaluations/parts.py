@@ -57,6 +57,7 @@ class Part:
     backwards: int
     config: dict[str, Any] = field(default_factory=dict)
     predictions: list[int] | None = None  # the clean part: the model's predicted class per example
+    notes: list[str] = field(default_factory=list)  # e.g. a block halved on out-of-memory (attack front door)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -279,6 +279,7 @@ class _Run:
         idx = todo.nonzero().flatten()
         robust = todo.clone()  # attacked points start robust; the caller decides about the others
         norms: Tensor | None = None
+        notes: list[str] = []
         f0, b0 = model.forwards, model.backwards
         t0 = time.perf_counter()
         if it.task.attack.minimum_norm:
@@ -288,11 +289,12 @@ class _Run:
             out = it.task.attack(model, x[idx], self.y[it.lo:it.hi][idx], eps=eps, batch_size=ctx.batch_size,
                                  seed=ctx.seed, positions=idx + it.lo + ctx.offset, stream=stream, progress=False)
             robust[idx] = ~out.success
+            notes = list(out.notes)
             if norms is not None and out.norms is not None:
                 norms[idx] = out.norms
         return Part(stream, it.task.spec.name, it.task.spec.label, it.task.norm, float("nan") if eps is None else eps,
                     robust.tolist(), todo.tolist(), norms.tolist() if norms is not None else None,
-                    time.perf_counter() - t0, model.forwards - f0, model.backwards - b0, it.task.attack.config())
+                    time.perf_counter() - t0, model.forwards - f0, model.backwards - b0, it.task.attack.config(), notes=notes)
 
     # -- assembling the parts ---------------------------------------------------------------------
 
@@ -318,7 +320,7 @@ class _Run:
                     [r for b in blocks for r in b.robust], [a for b in blocks for a in b.attacked],
                     [v for b in blocks for v in (b.norms or [])] if task.attack.minimum_norm else None,
                     sum(b.seconds for b in blocks), sum(b.forwards for b in blocks), sum(b.backwards for b in blocks),
-                    first.config if first else task.attack.config())
+                    first.config if first else task.attack.config(), notes=[n for b in blocks for n in b.notes])
         logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, sum(part.attacked), len(part.robust),
                     100 * sum(part.robust) / max(len(part.robust), 1), part.seconds)
         if eps is not None:
@@ -327,7 +329,8 @@ class _Run:
         norms = torch.tensor(part.norms or [], dtype=torch.float64, device=self.x.device)
         return [part] + [Part(task.key(e), task.spec.name, task.spec.label, task.norm, e, (clean & ~(norms <= e)).tolist(),
                               part.attacked, part.norms, *((part.seconds, part.forwards, part.backwards) if e == task.eps[0]
-                                                             else (0.0, 0, 0)), part.config)  # cost on the first radius
+                                                             else (0.0, 0, 0)), part.config,  # cost on the first radius
+                              notes=part.notes if e == task.eps[0] else [])
                          for e in task.eps]
 
     # -- the clean part ---------------------------------------------------------------------------

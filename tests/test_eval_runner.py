@@ -337,3 +337,28 @@ def test_fake_attacks_are_registered_only_inside_their_fixture(request):
     assert "_fake_idx" not in ATTACKS and "_fake_min" not in ATTACKS
     request.getfixturevalue("fake_attacks")
     assert ATTACKS.get("_fake_idx") is FakeIdx and FakeIdx.name == "_fake_idx" and ATTACKS.get("_fake_min") is FakeMin
+
+
+def test_a_block_out_of_memory_runs_in_halves_with_a_note(monkeypatch):
+    """The front door halves a block on out-of-memory (as on a GPU), keeps every point's verdict and says so."""
+    from robustbench_lite.evaluations.attacks import create_attack
+
+    attack = create_attack("fgsm")
+    real = type(attack).run
+
+    def run(self, model, x, y, *, eps, generator):  # type: ignore[no-untyped-def]
+        if len(x) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, model, x, y, eps=eps, generator=generator)
+
+    monkeypatch.setattr(type(attack), "run", run)
+    w = torch.zeros(2, 4)
+    w[0, 0], w[1, 0] = -1.0, 1.0
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    model[1].weight.data, model[1].bias.data = w, torch.tensor([0.5, -0.5])  # class 1 iff x[0] > 0.5
+    x = torch.rand(8, 1, 2, 2)
+    y = (x.flatten(1)[:, 0] > 0.5).long()
+    out = attack(model, x, y, eps=0.1, batch_size=8, progress=False)
+    margin = (x.flatten(1)[:, 0] - 0.5).abs()
+    assert torch.equal(out.success, margin < 0.1)  # closed form: FGSM moves coordinate 0 by eps
+    assert out.notes and "run in halves of 4 and 4" in out.notes[0] and any("halves of 2 and 2" in n for n in out.notes)

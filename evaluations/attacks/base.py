@@ -23,6 +23,7 @@ Two kinds:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import functools
 import math
 import types
@@ -45,6 +46,7 @@ class AttackOutput:
     x_adv: Tensor
     success: Tensor  # (N,) bool: misclassified and (for fixed-eps attacks) inside the ball
     norms: Tensor | None = None  # (N,) float, minimum-norm attacks only; inf where failed
+    notes: tuple[str, ...] = ()  # what the front door had to do (e.g. halve a block on out-of-memory)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,11 +136,12 @@ class Attack:
         norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device) if self.minimum_norm else None
         block = torch.div(pos, batch_size, rounding_mode="floor")
         held = done = 0
+        notes: list[str] = []
         with progress_bar(total=n, desc=stream, unit="ex", enabled=progress) as bar:
             for b in torch.unique(block).tolist():
                 sel = (block == b).nonzero().flatten()
                 gen = make_generator(zlib.crc32(f"{seed}:{stream}:{b * batch_size}".encode()))
-                out = self.run(model, x[sel], y[sel], eps=eps, generator=gen)
+                out = self._run_fitting(model, x[sel], y[sel], eps, gen, notes, f"{stream} block {b}")
                 ok = out.success.to(torch.bool)
                 if torch.isnan(out.x_adv).any():
                     raise RuntimeError(f"attack {self.name} returned NaN inputs")
@@ -148,7 +151,27 @@ class Attack:
                 done, held = done + len(sel), held + int((~ok).sum())
                 bar.update(len(sel))
                 bar.set_postfix_str(f"robust {100 * held / max(done, 1):.1f}% of {done} attacked")
-        return AttackOutput(x_adv, success, norms)
+        return AttackOutput(x_adv, success, norms, tuple(notes))
+
+    def _run_fitting(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, gen: torch.Generator,
+                     notes: list[str], where: str) -> AttackOutput:
+        """``run``; on a (CUDA) out-of-memory error the block runs in two halves, one after the other
+        with the block's generator (halving again as needed), and a note says so: the random draws
+        then differ from an undivided block's, so such a run is reproducible only on the same memory."""
+        try:
+            return self.run(model, x, y, eps=eps, generator=gen)
+        except torch.OutOfMemoryError:
+            if len(x) < 2:
+                raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(x) // 2
+        notes.append(f"{where}: out of memory at {len(x)} points, run in halves of {half} and {len(x) - half}")
+        logger.warning("%s", notes[-1])
+        a = self._run_fitting(model, x[:half], y[:half], eps, gen, notes, where)
+        b = self._run_fitting(model, x[half:], y[half:], eps, gen, notes, where)
+        return AttackOutput(torch.cat([a.x_adv, b.x_adv]), torch.cat([a.success, b.success]),
+                            None if a.norms is None or b.norms is None else torch.cat([a.norms, b.norms]))
 
 
 def attack_key(name: str, norm: str, eps: float | None) -> str:
@@ -205,6 +228,7 @@ def _check_options(attack: Attack) -> None:
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
+logger = logging.getLogger(__name__)
 
 
 def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
