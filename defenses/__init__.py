@@ -1,7 +1,7 @@
 """Training recipes and the one trainer loop. Imports the core and ``evaluations`` (one PGD).
 
-Attributes load lazily (PEP 562): ``from defenses import cli`` (what ``bench --help`` does) imports
-no torch. The first access to any public name (``from defenses import build_config, train``,
+Attributes load lazily (PEP 562): ``from robustbench_lite.defenses import cli`` (what ``bench --help`` does) imports
+no torch. The first access to any public name (``from robustbench_lite.defenses import build_config, train``,
 ``defenses.DEFENSES``) imports the recipes, which registers natural, madry, trades, act, afd and
 arrest. Code that imports a submodule directly and then looks a recipe up by name calls
 :func:`load_recipes` first.
