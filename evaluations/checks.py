@@ -7,7 +7,10 @@ Each check is ``{"name", "passed", "detail"}``. Two families:
   ``deterministic_output``, ``logits_not_probabilities``, ``static_forward``,
   ``nonzero_input_gradients``, ``finite_input_gradients``.
 - :func:`result_checks` read the per-example parts of a run: ``white_box_beats_black_box``,
-  ``more_steps_not_weaker``, ``monotone_in_eps``, ``large_eps_breaks``.
+  ``more_steps_not_weaker``, ``monotone_in_eps``, ``large_eps_breaks``. The first and the last are
+  also the transfer-failure and unconstrained-attack-failure indicators of Pintor et al. (2022)
+  and carry per-example ``count`` / ``n``; the other four indicators are probes in
+  :mod:`evaluations.indicators`.
 
 A check with nothing to compare (e.g. no black-box attack in the suite) passes with a detail
 saying so. Example::
@@ -44,6 +47,15 @@ def _check(name: str, passed: bool, detail: str) -> Check:
     return {"name": name, "passed": bool(passed), "detail": detail}
 
 
+def indicator_check(name: str, passed: bool, detail: str, *, count: int, n: int, indicator: str | None = None) -> Check:
+    """A check with per-example counts: ``count`` points trip it out of ``n`` examined; ``indicator``
+    names the attack-failure indicator (Pintor et al. 2022) it measures, if any."""
+    out = {**_check(name, passed, detail), "count": int(count), "n": int(n)}
+    if indicator:
+        out["indicator"] = indicator
+    return out
+
+
 # -- model checks --------------------------------------------------------------------------------
 
 def model_checks(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *, repeats: int = 5) -> list[Check]:
@@ -73,11 +85,11 @@ def model_checks(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Te
     flat = grad.flatten(1)
     nonfinite = int((~torch.isfinite(flat)).any(1).sum())
     zero = int((flat.abs().sum(1) == 0).sum())
-    out.append(_check("nonzero_input_gradients", zero == 0,
-                      f"{zero} of {len(x)} points have an exactly zero input gradient of the logit margin "
-                      "(gradient masking: gradient attacks cannot move them)"))
-    out.append(_check("finite_input_gradients", nonfinite == 0,
-                      f"{nonfinite} of {len(x)} points have NaN or inf input gradients"))
+    out.append(indicator_check("nonzero_input_gradients", zero == 0,
+                               f"{zero} of {len(x)} points have an exactly zero input gradient of the logit margin "
+                               "(gradient masking: gradient attacks cannot move them)", count=zero, n=len(x)))
+    out.append(indicator_check("finite_input_gradients", nonfinite == 0,
+                               f"{nonfinite} of {len(x)} points have NaN or inf input gradients", count=nonfinite, n=len(x)))
     return out
 
 
@@ -164,25 +176,37 @@ def _worst_white_box(parts: Sequence[Any], clean: Tensor, norm: str, eps: float)
 
 
 def _black_box(parts: Sequence[Any], clean: Tensor) -> Check:
+    """Transfer failure (Pintor et al. 2022): per black-box part, the points it broke that the
+    white-box worst case at its norm and eps leaves robust. Fails when, for some part, they exceed
+    ``MARGIN_POINTS`` plus a standard error of its attacked points (a per-example count is at least
+    the accuracy gap, so this is no weaker than comparing the two accuracies)."""
+    name, indicator = "white_box_beats_black_box", "transfer failure"
     bb = [p for p in parts if not _is_white_box(p.attack)]
     if not bb:
-        return _check("white_box_beats_black_box", True, "no black-box attack in the suite: nothing to compare")
-    fails, notes = [], []
+        return indicator_check(name, True, "no black-box attack in the suite: nothing to compare", count=0, n=0,
+                               indicator=indicator)
+    fails, notes, total, examined = [], [], 0, 0
     for p in bb:
         att = torch.tensor(p.attacked, dtype=torch.bool)
         n = int(att.sum())
         if n == 0:
             continue
-        bb_acc = torch.tensor(p.robust, dtype=torch.bool)[att].float().mean().item()
-        wb_acc = _worst_white_box(parts, clean, p.norm, p.eps)[att].float().mean().item()
+        bb_robust = torch.tensor(p.robust, dtype=torch.bool)[att]
+        wb_robust = _worst_white_box(parts, clean, p.norm, p.eps)[att]
+        only_bb = int((wb_robust & ~bb_robust).sum())
+        total, examined = total + only_bb, examined + n
+        bb_acc, wb_acc = bb_robust.float().mean().item(), wb_robust.float().mean().item()
         margin = MARGIN_POINTS + _se_points(bb_acc, n)
-        note = f"{p.key}: black-box {100 * bb_acc:.1f}% vs white-box worst case {100 * wb_acc:.1f}% on the same {n} points"
+        note = (f"{p.key}: black-box {100 * bb_acc:.1f}% vs white-box worst case {100 * wb_acc:.1f}% on the same {n} "
+                f"points; {only_bb} broken by it alone")
         notes.append(note)
-        if 100 * (wb_acc - bb_acc) > margin:
-            fails.append(f"{note} (white box weaker by more than {margin:.1f} points)")
+        if 100 * only_bb / n > margin:
+            fails.append(f"{note} (more than {margin:.1f}% of them)")
     if fails:
-        return _check("white_box_beats_black_box", False, "; ".join(fails) + ": gradient obfuscation suspected")
-    return _check("white_box_beats_black_box", True, "; ".join(notes) or "no point was attacked black-box")
+        return indicator_check(name, False, "; ".join(fails) + ": the white-box attacks fail where a black-box one "
+                               "succeeds (gradient obfuscation suspected)", count=total, n=examined, indicator=indicator)
+    return indicator_check(name, True, "; ".join(notes) or "no point was attacked black-box", count=total, n=examined,
+                           indicator=indicator)
 
 
 def _signature(p: Any) -> tuple[Any, ...]:
@@ -237,21 +261,48 @@ def _monotone(parts: Sequence[Any]) -> Check:
 
 
 def _large_eps(parts: Sequence[Any], clean: Tensor, max_eps: dict[str, float]) -> Check:
+    """Unconstrained-attack failure (Pintor et al. 2022): points left robust by the worst case at an
+    eps >= ``max_eps`` of its norm, or by every unbounded minimum-norm attack run on them (norm inf:
+    no adversarial of any size found; ``min_linf`` searches up to the whole box). Fails when they are
+    more than ``LARGE_EPS_MAX_ACC`` % of the evaluated points."""
+    name, indicator = "large_eps_breaks", "unconstrained attack failure"
+    n_all = max(len(clean), 1)
+    unbroken = torch.zeros(len(clean), dtype=torch.bool)
     notes, fails = [], []
     for norm, big in max_eps.items():
         at = [p for p in parts if p.norm == norm and p.eps >= big - 1e-12]
         if not at:
             continue
         e = max(p.eps for p in at)
-        robust = worst_case(clean.tolist(), parts, norm, e)
-        acc = 100 * sum(robust) / max(len(robust), 1)
-        note = f"worst case at {norm} eps {e:g}: {acc:.1f}%"
+        robust = torch.tensor(worst_case(clean.tolist(), parts, norm, e), dtype=torch.bool)
+        unbroken |= robust
+        acc = 100 * int(robust.sum()) / n_all
+        note = f"worst case at {norm} eps {e:g}: {acc:.1f}% ({int(robust.sum())} points)"
         notes.append(note)
         if acc > LARGE_EPS_MAX_ACC:
             fails.append(note)
+    mn = [p for p in parts if p.norms is not None]
+    if mn:
+        tried = torch.zeros(len(clean), dtype=torch.bool)
+        found = torch.zeros(len(clean), dtype=torch.bool)
+        for p in mn:
+            att = torch.tensor(p.attacked, dtype=torch.bool) & clean
+            tried |= att
+            found |= att & torch.tensor([math.isfinite(v) for v in p.norms], dtype=torch.bool)
+        none = tried & ~found
+        unbroken |= none
+        acc = 100 * int(none.sum()) / n_all
+        note = (f"{int(none.sum())} of {int(tried.sum())} clean-correct points without an adversarial of any size from "
+                f"the minimum-norm attacks ({', '.join(sorted({p.attack for p in mn}))}): {acc:.1f}%")
+        notes.append(note)
+        if acc > LARGE_EPS_MAX_ACC:
+            fails.append(note)
+    count, n = int(unbroken.sum()), int(clean.sum())
     if fails:
-        return _check("large_eps_breaks", False, "; ".join(fails) +
-                      f" (should be <= {LARGE_EPS_MAX_ACC:g}%: the attacks cannot use a huge budget)")
+        return indicator_check(name, False, "; ".join(fails) + f" (should be <= {LARGE_EPS_MAX_ACC:g}% of the evaluated "
+                               "points: unbounded attacks cannot use an unlimited budget)", count=count, n=n,
+                               indicator=indicator)
     if not notes:
-        return _check("large_eps_breaks", True, f"no attack at eps >= {max_eps}: nothing to check")
-    return _check("large_eps_breaks", True, "; ".join(notes))
+        return indicator_check(name, True, f"no attack at eps >= {max_eps} and no minimum-norm attack: nothing to "
+                               "check", count=0, n=0, indicator=indicator)
+    return indicator_check(name, True, "; ".join(notes), count=count, n=n, indicator=indicator)
