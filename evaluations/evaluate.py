@@ -31,9 +31,10 @@ from robustbench_lite.data import class_balanced_indices, get_dataset, load_test
 from robustbench_lite.errors import BenchError, require_number
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, default_batch_size, library_versions,
-                                   frozen, set_channels_last, sha256_file)
+                                   frozen, make_generator, set_channels_last, sha256_file)
 
 from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
+from .indicators import INDICATOR_CHECKS, indicator_checks
 from .metrics import normalized_auc
 from .attacks.base import attack_key
 from .parts import Part
@@ -167,6 +168,10 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     record = build_record(clean, parts, threat)
     more = prediction_checks(ctx.predictions, y.tolist(), ckpt.num_classes)
     if suite.checks:
+        if world.main:  # the attack-failure indicators: probes on at most 100 clean-correct points (docs/checks.md)
+            with frozen(model):
+                more += indicator_checks(model, x, y, clean, threat, generator=make_generator(options.seed),
+                                         max_points=100, batch_size=options.batch_size)
         more += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
     _warn_failed(more)
     record["checks"] = checks + more
@@ -339,7 +344,8 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     suite = parse_suite(first["suite"]["text"], default_name=first["suite"]["name"])
     threat = ThreatModel.from_dict(first["threat"])
     record = build_record(clean, parts, threat)
-    record["checks"] = [c for c in first.get("checks", []) if c["name"] in MODEL_CHECKS] + \
+    # the model checks and the indicators probe the model: kept from the first shard (same model, seed)
+    record["checks"] = [c for c in first.get("checks", []) if c["name"] in MODEL_CHECKS + INDICATOR_CHECKS] + \
         prediction_checks(clean_part.predictions, labels, first["checkpoint"].get("num_classes"))
     if suite.checks:
         record["checks"] += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
