@@ -22,7 +22,9 @@ Distance. ``f(t) = (x(t) - x0)^2 + (c(t) - y0)^2`` with ``x(t) = shift + scale t
 polynomial whose global minimum over the real line sits at a real root of ``f'`` (degree 5). ``f``
 is evaluated at the real part of every root of ``f'`` (numpy.roots); a superset of the real critical
 points cannot give a value below the global minimum, so no tolerance on imaginary parts is needed.
-The best point is then polished by Newton steps on ``f'``.
+The best point is then polished by Newton steps on ``f'``. A fitted cubic exists only over the clean
+range of its points, so there the nearest point is sought on that arc only: the critical points
+clipped into the range plus its two ends (the published ARREST fits have no range: the whole curve).
 
 Example::
 
@@ -257,7 +259,8 @@ def resolve_curve(spec: str | Path | Cubic) -> Cubic:
 
 
 def nearest_point(clean: float, robust: float, curve: Cubic) -> tuple[float, float]:
-    """The point (x, c(x)) of the curve nearest to (clean, robust), over all real x.
+    """The point (x, c(x)) of the curve nearest to (clean, robust): over all real x, or, for a curve
+    fitted on points (``domain``), over their clean range only (the cubic is never extrapolated).
 
     Minimised over the curve's own variable ``t`` (x = shift + scale t), in which a fitted cubic is
     well conditioned; for ``shift`` 0 and ``scale`` 1 this is x itself.
@@ -267,13 +270,17 @@ def nearest_point(clean: float, robust: float, curve: Cubic) -> tuple[float, flo
     f = np.poly1d([curve.scale, curve.shift - x0]) ** 2 + (c - y0) ** 2
     df, d2f = f.deriv(), f.deriv(2)
     candidates = np.concatenate([np.real(np.roots(df.coeffs)), [float(curve.to_t(x0))]])
+    lo, hi = -np.inf, np.inf
+    if curve.domain is not None:  # the arc over the points' clean range: critical points in it, and its ends
+        lo, hi = float(curve.to_t(curve.domain[0])), float(curve.to_t(curve.domain[1]))
+        candidates = np.concatenate([np.clip(candidates, lo, hi), [lo, hi]])
     t = float(candidates[np.argmin(f(candidates))])
-    for _ in range(3):  # Newton polish on f'; keep a step only if it lowers f
+    for _ in range(3):  # Newton polish on f'; keep a step only if it stays on the arc and lowers f
         h = d2f(t)
         if h <= 0:
             break
         t_new = t - df(t) / h
-        if f(t_new) > f(t):
+        if not lo <= t_new <= hi or f(t_new) > f(t):
             break
         t = float(t_new)
     return curve.shift + curve.scale * t, float(c(t))

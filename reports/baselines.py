@@ -19,9 +19,10 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from robustbench_lite.errors import BenchError
+from robustbench_lite.zoo import ZooEntry, all_entries, source_commit
 
 from .ardist import Cubic, curve_for_points, published_fit_for_dataset
-from .records import parse_eps, same_eps
+from .records import format_threat, parse_eps, same_eps
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ PGD_METRICS = ("pgd", "pgd10", "pgd20", "pgd50", "pgd100", "pgd1000")
 # blanks, hyphens, underscores or dots) -> the dataset id. ``mnist5k`` (the 5,000-digit registry
 # set) and ``mnist`` (the full data set of the published tables) are different data sets: published
 # MNIST numbers are never compared, fitted or drawn as if they were ``mnist5k`` ones.
+# Which cubic ARDist measures against: the papers' (ARREST's published fits, else a fit to the papers'
+# points of the dataset) or one fitted to RobustBench's leaderboard of the same dataset and threat.
+ARDIST_FITS = ("published", "robustbench")
+DEFAULT_ARDIST_FIT = "published"
+ZOO_EPS_REL = 0.02  # as the leaderboard: linf:0.031 selects RobustBench's linf:8/255
 DATASET_SPELLINGS = {"mnist": "mnist", "mnist5k": "mnist5k", "cifar10": "cifar10", "cifar100": "cifar100",
                      "tinyimagenet": "tinyimagenet", "imagenet": "imagenet", "svhn": "svhn"}
 
@@ -193,3 +199,48 @@ def curve_for_dataset(dataset: str, baselines: pd.DataFrame | None) -> tuple[Cub
         return None, (f"no tradeoff curve for {key}: ARREST publishes none and no baseline has (clean, AutoAttack) "
                       f"points of it.")
     return curve_for_points(pts["clean"].tolist(), pts["autoattack"].tolist(), name=f"published {key}")
+
+
+def robustbench_points(dataset: str, norm: str, eps: float,
+                       table: Sequence[ZooEntry] | None = None) -> list[ZooEntry]:
+    """RobustBench's entries of ``dataset`` at the threat (``norm``, ``eps`` within 2 %) that have both a
+    clean and an AutoAttack accuracy and that RobustBench does not flag unreliable (their AutoAttack
+    numbers are known to overestimate robustness); ``table`` defaults to the packaged one."""
+    key = dataset_key(dataset)
+    rows = all_entries() if table is None else table
+    return [z for z in rows if dataset_key(z.dataset) == key and z.threat_model.norm == norm
+            and same_eps(z.threat_model.eps, eps, rel=ZOO_EPS_REL) and not z.unreliable
+            and z.clean_acc is not None and z.autoattack_acc is not None]
+
+
+def curve_for_robustbench(dataset: str, norm: str | None, eps: float | None,
+                          table: Sequence[ZooEntry] | None = None) -> tuple[Cubic | None, str]:
+    """A cubic fitted (:func:`reports.ardist.curve_for_points`: same refusals, never extrapolated) on the
+    (clean, AutoAttack) points of RobustBench's leaderboard of ``dataset`` at the threat, and "" -- or
+    None and one sentence why not. The curve's name says the leaderboard and, for the packaged table,
+    the commit it was read at."""
+    key = dataset_key(dataset)
+    commit = source_commit()[:7] if table is None else ""
+    where = f"RobustBench {commit}" if commit else "RobustBench"
+    if norm is None or eps is None:
+        return None, f"no {where} tradeoff curve for {key}: it is fitted per threat and none was given (--threat)."
+    picked = robustbench_points(key, norm, eps, table)
+    threat = picked[0].threat if picked else format_threat(norm, eps)
+    name = f"{where} {key} {threat}"
+    if not picked:
+        return None, (f"no tradeoff curve for {name}: the leaderboard has no reliable entry with clean and "
+                      f"AutoAttack accuracies at that threat.")
+    clean = [z.clean_acc for z in picked if z.clean_acc is not None]
+    robust = [z.autoattack_acc for z in picked if z.autoattack_acc is not None]
+    return curve_for_points(clean, robust, name=name)
+
+
+def ardist_curve(fit: str, dataset: str, baselines: pd.DataFrame | None, norm: str | None = None,
+                 eps: float | None = None, table: Sequence[ZooEntry] | None = None) -> tuple[Cubic | None, str]:
+    """The curve ARDist uses under ``fit`` (one of ``ARDIST_FITS``): ``published`` is
+    :func:`curve_for_dataset`, ``robustbench`` is :func:`curve_for_robustbench` at the threat."""
+    if fit == "published":
+        return curve_for_dataset(dataset, baselines)
+    if fit == "robustbench":
+        return curve_for_robustbench(dataset, norm, eps, table)
+    raise BenchError(f"unknown ARDist fit {fit!r}; valid: {', '.join(ARDIST_FITS)}.")

@@ -106,6 +106,11 @@ def add_leaderboard(sub: Subparsers) -> None:
                    f"a failed sanity check rank last); one of {', '.join(SORT_COLUMNS)}")
     p.add_argument("--format", dest="fmt", default="table", choices=FORMATS,
                    help="output format (default: table)")
+    p.add_argument("--ardist-fit", default="published", choices=("published", "robustbench"),
+                   help="ARDist's tradeoff curve: 'published' (default: ARREST's fits, else a cubic through the papers' "
+                   "points of the dataset) or 'robustbench' (a cubic fitted on RobustBench's leaderboard of the same "
+                   "dataset and threat; refused with the reason for fewer than 4 points, a clean span under 5 or an "
+                   "ill-conditioned fit; never extrapolated; the table's footnote names the fit and the commit)")
     p.set_defaults(func=cmd_leaderboard)
 
 
@@ -115,7 +120,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     baselines = load_baselines(extra_files=args.baselines or ())
     print(leaderboard(args.db, dataset=args.dataset, threat=args.threat, with_baselines=args.with_baselines,
-                      sort=args.sort, fmt=args.fmt, baselines=baselines), end="")
+                      sort=args.sort, fmt=args.fmt, baselines=baselines, ardist_fit=args.ardist_fit), end="")
     return 0
 
 

@@ -14,10 +14,13 @@ With baselines, RobustBench's leaderboard entries of the same dataset and threat
 accuracy, ``best_known`` its stronger evaluation where one exists, ``robust`` the worst case of the two;
 entries RobustBench flags unreliable rank last, as entries with a failed check do.
 
-ARDist uses the published ARREST fit of the dataset (cifar10, cifar100), else a cubic fitted to the
-published (clean, AutoAttack) points of that dataset when at least 4 exist, else it stays blank. A
-fitted cubic is never extrapolated: ARDist stays blank for a clean accuracy outside the range of the
-points it was fitted on (the five published MNIST points span 98.8-99.4% clean).
+ARDist (``ardist_fit="published"``, the default) uses the published ARREST fit of the dataset (cifar10,
+cifar100), else a cubic fitted to the published (clean, AutoAttack) points of that dataset when at least
+4 exist, else it stays blank. ``ardist_fit="robustbench"`` uses a cubic fitted to RobustBench's entries
+of the same dataset and threat (:func:`reports.baselines.curve_for_robustbench`; the same refusals) and
+says so, with the commit, under the table. A fitted cubic is never extrapolated: ARDist stays blank for
+a clean accuracy outside the range of the points it was fitted on (the five published MNIST points span
+98.8-99.4% clean).
 
 Example::
 
@@ -40,7 +43,8 @@ from robustbench_lite.results import mean_std
 from robustbench_lite.zoo import ZooEntry, all_entries, source_commit
 
 from .ardist import Cubic, ardist_or_reason
-from .baselines import baseline_entries, curve_for_dataset, dataset_key, load_baselines
+from .baselines import (ARDIST_FITS, DEFAULT_ARDIST_FIT, ardist_curve, baseline_entries, dataset_key, load_baselines,
+                        robustbench_points)
 from .records import RecordSummary, format_threat, parse_threat, same_eps, summarize
 from .render import DEFAULT_SORT, FORMATS, METRICS, SORT_COLUMNS, TEXT_SORT, render_table  # noqa: F401
 from .store import load_records
@@ -73,6 +77,7 @@ class Entry:
     scopes: Mapping[str, str] = field(default_factory=dict)  # metric -> "cascade" where not the attack's own
     notes: tuple[tuple[str, str], ...] = ()  # (metric, why) a cell is blank, e.g. no well-conditioned ARDist curve
     zoo: ZooEntry | None = None  # the RobustBench leaderboard entry this line shows
+    ardist_fit: str = ""  # under the table: the curve ARDist used, when not the default (papers') fit
 
     def get(self, metric: str) -> float | None:
         return self.values.get(metric, (None, None))[0]
@@ -98,19 +103,47 @@ def _group_name(names: Sequence[str]) -> str:
     return prefix if len(prefix) >= 3 else f"{unique[0]} (+{len(unique) - 1})"
 
 
-def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame | None) -> list[Entry]:
-    """Group summaries by configuration (seeds aggregate) into entries."""
+class _Curves:
+    """The ARDist curve of each (dataset, threat) under one fit, computed once, and its footnote."""
+
+    def __init__(self, fit: str, baselines: pd.DataFrame | None, zoo_table: Sequence[ZooEntry] | None = None) -> None:
+        self.fit, self.baselines, self.zoo_table = fit, baselines, zoo_table
+        self._cache: dict[tuple[Any, ...], tuple[Cubic | None, str, str]] = {}
+
+    def __call__(self, dataset: str, norm: str | None, eps: float | None) -> tuple[Cubic | None, str, str]:
+        """(curve or None, why not, footnote naming the fit -- "" for the default fit)."""
+        key = (dataset_key(dataset),) if self.fit == DEFAULT_ARDIST_FIT else (dataset_key(dataset), norm, eps)
+        if key not in self._cache:
+            curve, why = ardist_curve(self.fit, dataset, self.baselines, norm, eps, self.zoo_table)
+            self._cache[key] = (curve, why, self._note(dataset, norm, eps, curve))
+        return self._cache[key]
+
+    def _note(self, dataset: str, norm: str | None, eps: float | None, curve: Cubic | None) -> str:
+        if self.fit == DEFAULT_ARDIST_FIT:
+            return ""
+        commit = f" at commit {source_commit()}" if self.zoo_table is None else ""
+        points = robustbench_points(dataset, norm, eps, self.zoo_table) if norm and eps is not None else []
+        threat = points[0].threat if points else (format_threat(norm, eps) if norm else "(no threat)")
+        board = f"{dataset_key(dataset)} {threat}"  # the leaderboard's threat: linf:0.031 selects linf:8/255
+        if curve is None or curve.domain is None:
+            return f"ARDist fit 'robustbench': RobustBench's {board} leaderboard{commit} gives no curve; ARDist blank."
+        return (f"ARDist fit 'robustbench': the signed distance to a cubic fitted on RobustBench's {board} leaderboard"
+                f"{commit} (clean vs AutoAttack accuracy of its entries, those flagged unreliable left out), clean "
+                f"{curve.domain[0]:.2f}-{curve.domain[1]:.2f}%, blank outside (never extrapolated): {curve}.")
+
+
+def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame | None,
+                   ardist_fit: str = DEFAULT_ARDIST_FIT, zoo_table: Sequence[ZooEntry] | None = None) -> list[Entry]:
+    """Group summaries by configuration (seeds aggregate) into entries; ARDist under ``ardist_fit``."""
     groups: dict[tuple[Any, ...], list[RecordSummary]] = {}
     for s in summaries:
         groups.setdefault(_group_key(s), []).append(s)
-    curves: dict[str, tuple[Cubic | None, str]] = {}
+    curves = _Curves(ardist_fit, baselines, zoo_table)
     out = []
     for members in groups.values():
         members = sorted(members, key=lambda s: (s.checkpoint_seed is None, s.checkpoint_seed or 0, s.model))
         first = members[0]
-        if first.dataset not in curves:
-            curves[first.dataset] = curve_for_dataset(first.dataset, baselines)
-        curve, no_curve = curves[first.dataset]
+        curve, no_curve, fit_note = curves(first.dataset, first.norm, first.eps)
         per_metric: dict[str, list[float | None]] = {m: [] for m in METRICS}
         notes: list[tuple[str, str]] = []
         for s in members:
@@ -135,7 +168,7 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
             sanity=("FAILED: " + ", ".join(failed_names) if failed else "ok") if has_checks else "not run",
             n="" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"), seeds=seeds,
             source="this run", records=tuple(members), failed_checks=failed, scopes=scopes,
-            notes=tuple(dict.fromkeys(notes))))
+            notes=tuple(dict.fromkeys(notes)), ardist_fit=fit_note))
     return out
 
 
@@ -149,9 +182,10 @@ def _ardist(clean: float | None, robust: float | None, curve: Cubic | None, no_c
 
 
 def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = None,
-                      eps: float | None = None) -> list[Entry]:
+                      eps: float | None = None, ardist_fit: str = DEFAULT_ARDIST_FIT,
+                      zoo_table: Sequence[ZooEntry] | None = None) -> list[Entry]:
     """Published table rows of ``dataset`` (at the threat, if given) as leaderboard entries."""
-    curve, no_curve = curve_for_dataset(dataset, baselines)
+    curves = _Curves(ardist_fit, baselines, zoo_table)
     out, seen = [], set()
     for e in baseline_entries(baselines, dataset, norm, eps):
         ident = (e["method"], e["architecture"], e["setting"], e["clean"], e["autoattack"], e["pgd"])
@@ -160,22 +194,23 @@ def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = 
         seen.add(ident)
         values = {m: (e[m], e[f"{m}_std"]) for m in ("clean", "autoattack", "pgd", "robust", "auc", "min_pert")}
         values["sum"] = (e["clean"] + e["robust"], None) if e["robust"] is not None else (None, None)
+        curve, no_curve, fit_note = curves(dataset, e["norm"], e["eps"])
         values["ardist"] = (_ardist(e["clean"], e["autoattack"], curve, no_curve)[0], None)
         name = e["method"] + (f" ({e['setting']})" if e["setting"] else "")
         out.append(Entry(model=name, defense="published", arch=e["architecture"], dataset=e["dataset"],
                          threat=format_threat(e["norm"], e["eps"]) if e["norm"] else "", values=values,
-                         published=True, source=f"published: {e['source']}"))
+                         published=True, source=f"published: {e['source']}", ardist_fit=fit_note))
     return out
 
 
 def zoo_entries(dataset: str, norm: str | None = None, eps: float | None = None,
-                table: Sequence[ZooEntry] | None = None) -> list[Entry]:
+                table: Sequence[ZooEntry] | None = None, ardist_fit: str = DEFAULT_ARDIST_FIT) -> list[Entry]:
     """RobustBench's leaderboard entries of ``dataset`` (at the threat, if given; eps within 2 %, as the
     published tables) as leaderboard lines: ``autoattack`` is RobustBench's AutoAttack accuracy,
     ``best_known`` its ``external`` accuracy where a stronger evaluation exists, and ``robust`` the
     worst case of the two (the value RobustBench ranks by). Blank numbers stay blank."""
     rows = all_entries() if table is None else table
-    curve, no_curve = curve_for_dataset(dataset, None)
+    curves = _Curves(ardist_fit, None, table)
     source = f"published: RobustBench {source_commit()[:7]}" if table is None else "published: RobustBench"
     out = []
     for z in rows:
@@ -190,10 +225,11 @@ def zoo_entries(dataset: str, norm: str | None = None, eps: float | None = None,
                       best_known=(z.external_acc, None))
         if z.clean_acc is not None and robust is not None:
             values["sum"] = (z.clean_acc + robust, None)
+        curve, no_curve, fit_note = curves(dataset, tm.norm, tm.eps)
         values["ardist"] = (_ardist(z.clean_acc, z.autoattack_acc, curve, no_curve)[0], None)
         out.append(Entry(model=z.name, defense="published", arch=z.architecture, dataset=z.dataset, threat=z.threat,
                          values=values, sanity="UNRELIABLE (RobustBench)" if z.unreliable else "", published=True,
-                         source=source, zoo=z))
+                         source=source, zoo=z, ardist_fit=fit_note))
     return out
 
 
@@ -234,15 +270,20 @@ def select_summaries(records: Iterable[Mapping[str, Any]], dataset: str | None =
 def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | None = None,
                         threat: str | None = None, with_baselines: bool = False,
                         baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT,
-                        zoo_table: Sequence[ZooEntry] | None = None) -> list[Entry]:
+                        zoo_table: Sequence[ZooEntry] | None = None,
+                        ardist_fit: str = DEFAULT_ARDIST_FIT) -> list[Entry]:
     """Ranked entries of ``records`` (plus, ``with_baselines``, the published rows and RobustBench's
-    leaderboard entries of the same datasets and threats; ``zoo_table`` defaults to the packaged one)."""
+    leaderboard entries of the same datasets and threats; ``zoo_table`` defaults to the packaged one).
+    ``ardist_fit``: ``published`` (the papers' curves) or ``robustbench`` (a cubic fitted on RobustBench's
+    leaderboard of each line's dataset and threat)."""
     if sort not in SORT_COLUMNS:
         raise BenchError(f"unknown sort column {sort!r}; valid: {', '.join(SORT_COLUMNS)}.")
+    if ardist_fit not in ARDIST_FITS:
+        raise BenchError(f"unknown ARDist fit {ardist_fit!r}; valid: {', '.join(ARDIST_FITS)}.")
     summaries = select_summaries(records, dataset, threat)
     if baselines is None:
         baselines = load_baselines()
-    entries = record_entries(summaries, baselines)
+    entries = record_entries(summaries, baselines, ardist_fit, zoo_table)
     if with_baselines:
         if threat is not None:
             norm, eps = parse_threat(threat)
@@ -254,12 +295,12 @@ def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | Non
                 wanted = {(dataset_key(dataset), None, None)}
         seen: set[tuple[str, ...]] = set()
         for ds, norm, eps in sorted(wanted, key=lambda t: (t[0], t[1] or "", t[2] or 0.0)):
-            for e in published_entries(baselines, ds, norm, eps):
+            for e in published_entries(baselines, ds, norm, eps, ardist_fit, zoo_table):
                 ident = (e.model, e.source, e.arch, e.threat)
                 if ident not in seen:
                     seen.add(ident)
                     entries.append(e)
-            for e in zoo_entries(ds, norm, eps, zoo_table):
+            for e in zoo_entries(ds, norm, eps, zoo_table, ardist_fit):
                 ident = ("RobustBench", e.model, e.dataset, e.threat)
                 if ident not in seen:  # records at 8/255 and at 0.031 select the same leaderboard
                     seen.add(ident)
@@ -269,13 +310,14 @@ def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | Non
 
 def leaderboard(db_path: str | Path, dataset: str | None = None, threat: str | None = None,
                 with_baselines: bool = False, sort: str = DEFAULT_SORT, fmt: str = "table",
-                baselines: pd.DataFrame | None = None) -> str:
+                baselines: pd.DataFrame | None = None, ardist_fit: str = DEFAULT_ARDIST_FIT) -> str:
     """The leaderboard of a results store rendered as ``table``, ``csv``, ``markdown`` or ``html``.
 
     ``baselines`` defaults to the packaged paper tables (pass ``load_baselines(extra_files=...)``
-    to add your own CSV files).
+    to add your own CSV files); ``ardist_fit`` chooses ARDist's curve (``published`` or ``robustbench``).
     """
     if fmt not in FORMATS:
         raise BenchError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}.")
-    entries = leaderboard_entries(load_records(db_path), dataset, threat, with_baselines, baselines, sort)
+    entries = leaderboard_entries(load_records(db_path), dataset, threat, with_baselines, baselines, sort,
+                                  ardist_fit=ardist_fit)
     return render_table(entries, fmt, with_source=with_baselines)

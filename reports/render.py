@@ -69,7 +69,8 @@ def _fmt(metric: str, value: tuple[float | None, float | None], scope: str = "")
 
 
 def footnotes(entries: Sequence["Entry"]) -> list[str]:
-    """The notes a rendered table needs (cascade marks, unreliable entries ranked last)."""
+    """The notes a rendered table needs (cascade marks, unreliable entries ranked last, the ARDist fit
+    when not the papers', why a cell is blank)."""
     notes = []
     if any(e.scopes.get(m) == "cascade" for e in entries for m in SCOPED):
         notes.append(CASCADE_NOTE)
@@ -81,6 +82,7 @@ def footnotes(entries: Sequence["Entry"]) -> list[str]:
             notes.append(ZOO_UNRELIABLE_NOTE)
         notes += [f"{e.model}: {_plain(e.zoo.footnote)}" for e in entries if e.zoo is not None and e.zoo.footnote
                   and (e.zoo.external_acc is not None or e.zoo.unreliable)]
+    notes += list(dict.fromkeys(e.ardist_fit for e in entries if e.ardist_fit))  # the curve, if not the default
     blank: dict[tuple[str, str], list[str]] = {}
     for e in entries:
         for metric, why in e.notes:
