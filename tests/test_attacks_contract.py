@@ -19,7 +19,9 @@ from robustbench_lite.utils import make_generator
 EPS = {"linf": 0.3, "l2": 2.0, "l1": 10.0}
 FAST = {"autoattack": {"version": "custom", "attacks": ("apgd-ce",)}, "square": {"n_queries": 1000},
         "ddn": {"steps": 30}, "min_linf": {"steps": 10, "search_steps": 4},
-        "deepfool_linf": {"steps": 20}, "deepfool_l2": {"steps": 20}, "mim": {"steps": 5}, "pgd": {"steps": 10}}
+        "deepfool_linf": {"steps": 20}, "deepfool_l2": {"steps": 20}, "mim": {"steps": 5}, "pgd": {"steps": 10},
+        "apgd_ce": {"steps": 20}, "apgd_dlr": {"steps": 20}, "apgd_t": {"steps": 10, "n_target_classes": 3},
+        "margin_topk": {"steps": 10, "k": 2}, "a3": {"restarts": 2, "steps": 10}}
 
 
 def _cases() -> list:
