@@ -95,7 +95,7 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
         for t in tgts:
             wrong = torch.zeros(len(x), dtype=torch.bool, device=dev)
             for where, v in gathered:
-                wrong[torch.tensor(where, dtype=torch.long, device=dev)] = torch.tensor(v, dtype=torch.bool, device=dev)
+                wrong[torch.tensor(where, dtype=torch.long, device=dev)] = torch.tensor(v[t], dtype=torch.bool, device=dev)
             ok = correct[t]
             n = int(ok.sum())
             rate = round(100.0 * float((wrong & ok).sum()) / n, 2) if n else None
