@@ -362,3 +362,45 @@ def test_a_block_out_of_memory_runs_in_halves_with_a_note(monkeypatch):
     margin = (x.flatten(1)[:, 0] - 0.5).abs()
     assert torch.equal(out.success, margin < 0.1)  # closed form: FGSM moves coordinate 0 by eps
     assert out.notes and "run in halves of 4 and 4" in out.notes[0] and any("halves of 2 and 2" in n for n in out.notes)
+
+
+def _threshold_model():  # type: ignore[no-untyped-def]
+    """Class 1 iff x[0] > 0.5: FGSM at eps breaks exactly the points with |x[0] - 0.5| < eps."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    w = torch.zeros(2, 4)
+    w[0, 0], w[1, 0] = -1.0, 1.0
+    model[1].weight.data, model[1].bias.data = w, torch.tensor([0.5, -0.5])
+    return model
+
+
+def test_front_door_sweep_is_in_the_order_asked_and_keeps_smaller_ball_adversarials():
+    from robustbench_lite.evaluations.attacks import create_attack
+
+    model = _threshold_model()
+    x = torch.rand(40, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    y = (x.flatten(1)[:, 0] > 0.5).long()
+    margin = (x.flatten(1)[:, 0] - 0.5).abs()
+    outs = create_attack("fgsm")(model, x, y, eps=[0.3, 0.1, 0.2], batch_size=16, progress=False)
+    for out, eps in zip(outs, (0.3, 0.1, 0.2)):
+        assert torch.equal(out.success, margin < eps)  # closed form, in the order asked
+    small, mid = outs[1], outs[2]
+    kept = small.success
+    assert torch.equal(mid.x_adv[kept], small.x_adv[kept])  # broken at 0.1: not attacked again at 0.2
+
+
+def test_front_door_blocks_are_seeded_by_position_not_by_the_call():
+    from robustbench_lite.evaluations.attacks import create_attack
+
+    model = _threshold_model()
+    x = torch.rand(30, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    y = (x.flatten(1)[:, 0] > 0.5).long()
+    pgd = create_attack("pgd", steps=3)  # uniform random start: the draws matter
+    sub = torch.tensor([3, 9, 10, 17, 29])
+    part = pgd(model, x[sub], y[sub], eps=0.05, batch_size=8, seed=7, positions=sub, progress=False)
+    # the same blocks inside a bigger call (another block added, as another process or shard would see it)
+    more = torch.cat([sub, torch.tensor([40, 41])])
+    xm, ym = torch.cat([x[sub], x[:2]]), torch.cat([y[sub], y[:2]])
+    bigger = pgd(model, xm, ym, eps=0.05, batch_size=8, seed=7, positions=more, progress=False)
+    assert torch.equal(bigger.x_adv[:5], part.x_adv) and torch.equal(bigger.success[:5], part.success)
+    other = pgd(model, x[sub], y[sub], eps=0.05, batch_size=8, seed=7, progress=False)  # as positions 0..4: one block
+    assert not torch.equal(other.x_adv, part.x_adv)

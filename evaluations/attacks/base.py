@@ -8,8 +8,9 @@ The front door::
     outs = pgd(model, x, y, eps=[0.1, 0.2, 0.3], batch_size=128, seed=0)   # one AttackOutput per eps
 
 runs ``run`` on blocks of ``batch_size`` example positions, each with its own generator seeded by
-(seed, attack, norm, eps, block start): a point's random draws do not depend on which other points
-are attacked with it, so a shard, a resumed run or another process reproduces them. In a sweep a
+(seed, attack, norm, eps, block start): a block's random draws depend on the block and on which of
+its points are attacked, never on the other blocks, the call, the shard or the process running it,
+so a shard, a resumed run or another rank reproduces them. In a sweep a
 point broken at a smaller eps is not attacked again at a larger one (a perturbation inside the
 smaller ball is inside the larger one).
 
@@ -88,8 +89,8 @@ class Attack:
         """The front door: ``run`` on every point, in blocks, at one eps or a list of them.
 
         ``positions`` (N,) are the points' places in the whole evaluation (default ``0..N-1``): the
-        blocks are ``positions // batch_size``, so a subset or a shard of an evaluation draws what
-        the whole one draws for those points. ``stream`` names the random stream (default
+        blocks are ``positions // batch_size``, so a shard or another rank given the same block
+        (the same points of it) draws what one whole run draws for it. ``stream`` names the random stream (default
         ``name@norm:eps``; the suite runner passes its entry's label). A minimum-norm attack runs
         once whatever ``eps`` is; with an eps list its outputs say ``success`` where the smallest
         adversarial found is within each eps. ``progress=False``: no progress bar (the suite
@@ -112,16 +113,16 @@ class Attack:
                                stream or attack_key(self.name, self.norm, max(eps, default=0.0)), progress)
             return [_within(out, e) for e in eps]
         pos = torch.arange(len(x), device=x.device) if positions is None else positions
-        outs: list[AttackOutput] = []
+        outs: dict[float, AttackOutput] = {}
         x_adv, broken = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for e in eps:  # a point broken inside a smaller ball stays broken, with that adversarial
+        for e in sorted(set(eps)):  # smallest first: a point broken inside a smaller ball stays broken, with that adversarial
             todo = (~broken).nonzero().flatten()
             out = self._blocks(model, x[todo], y[todo], e, batch_size, seed, pos[todo], stream or attack_key(self.name, self.norm, e),
                                progress)
             x_adv, broken = x_adv.clone(), broken.clone()
             x_adv[todo], broken[todo] = out.x_adv, out.success
-            outs.append(AttackOutput(x_adv, broken))
-        return outs
+            outs[e] = AttackOutput(x_adv, broken, notes=out.notes)
+        return [outs[e] for e in eps]  # in the order asked
 
     def _blocks(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, batch_size: int, seed: int,
                 positions: Tensor | None, stream: str, progress: bool = True) -> AttackOutput:
