@@ -38,7 +38,10 @@ def launched() -> bool:
 
 
 def world() -> World:
-    """This process's place: from the initialised group, else from torchrun's environment."""
+    """This process's place: from the initialised group, else from torchrun's environment (torch is
+    not imported outside torchrun, so the torch-free commands stay torch-free)."""
+    if not launched():
+        return World()
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -102,6 +105,10 @@ def gather_objects(obj: Any) -> list[Any]:
 
 
 def teardown() -> None:
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # nothing was set up (and a torch-free command stays torch-free)
+        return
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
