@@ -24,11 +24,18 @@ from .base import Attack, AttackOutput, predict, register_attack
 def load_surrogate(path: str, member: str | None, device: torch.device) -> nn.Module:
     """The surrogate's model in eval mode on ``device``. The attack runs once per block of
     examples, so the loaded model is reused: a small LRU cache keyed by the file's resolved path
-    and sha256 (a checkpoint rewritten in place is loaded again), the member and the device."""
+    and sha256 (a checkpoint rewritten in place is loaded again), the member and the device. The
+    sha256 is computed once per (path, mtime, size), not once per block."""
     if not Path(path).is_file():
         raise BenchError(f"surrogate checkpoint {path} does not exist.")
     resolved = Path(path).resolve()
-    return _load_surrogate(str(resolved), sha256_file(resolved), member, str(device), path)
+    st = resolved.stat()
+    return _load_surrogate(str(resolved), _sha256(str(resolved), st.st_mtime_ns, st.st_size), member, str(device), path)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(resolved: str, _mtime_ns: int, _size: int) -> str:
+    return sha256_file(resolved)
 
 
 @functools.lru_cache(maxsize=2)
