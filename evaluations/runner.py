@@ -90,6 +90,11 @@ class Task:
     def key(self, eps: float) -> str:
         return attack_key(self.spec.label, self.norm, eps)
 
+    def stream(self, eps: float | None) -> str:
+        """The random stream and part key of radius ``eps``; a minimum-norm run (None) is one run,
+        named after its largest radius."""
+        return self.key(eps if eps is not None else max(self.eps))
+
     def path(self, parts_dir: Path, eps: float | None = None) -> Path:
         """The part file of radius ``eps`` (the minimum-norm run itself when None)."""
         name = f"{slug(self.spec.label)}_minnorm" if eps is None else slug(self.key(eps))
@@ -244,7 +249,7 @@ class _Run:
         task, lo, hi = it.task, it.lo, it.hi
         clean = self._mask(self.clean[lo:hi])
         if it.eps is None:  # a minimum-norm run: every clean-correct point; robust at eps iff its norm > eps
-            part = self._attack(it, clean, None, task.key(max(task.eps)))
+            part = self._attack(it, clean, None, task.stream(None))
         else:
             own = [self._result(j) for j in self._needs(i) if self.items[j].task is task]
             own_broken = torch.zeros_like(clean)
@@ -256,7 +261,7 @@ class _Run:
                 todo &= self._mask(worst_case(self.clean[lo:hi], earlier, task.norm, it.eps))
             if it.eps == 0:
                 todo[:] = False
-            part = self._attack(it, todo, it.eps, task.key(it.eps))
+            part = self._attack(it, todo, it.eps, task.stream(it.eps))
             # points not attacked (eps 0, or already broken by another attack in cascade mode) count as
             # robust to this attack; those it broke at a smaller eps of its sweep stay broken
             part.robust = ((self._mask(part.robust) | (clean & ~todo)) & ~own_broken).tolist()
@@ -314,7 +319,7 @@ class _Run:
 
     def _concat(self, task: Task, eps: float | None) -> list[Part]:
         blocks = [self._result(i) for i in self.by_task[task.index] if self.items[i].eps == eps]
-        key = task.key(eps) if eps is not None else task.key(max(task.eps))
+        key = task.stream(eps)
         first = blocks[0] if blocks else None
         part = Part(key, task.spec.name, task.spec.label, task.norm, float("nan") if eps is None else eps,
                     [r for b in blocks for r in b.robust], [a for b in blocks for a in b.attacked],
