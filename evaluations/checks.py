@@ -7,10 +7,12 @@ Each check is ``{"name", "passed", "detail"}``. Two families:
   ``deterministic_output``, ``logits_not_probabilities``, ``static_forward``,
   ``nonzero_input_gradients``, ``finite_input_gradients``.
 - :func:`result_checks` read the per-example parts of a run: ``white_box_beats_black_box``,
-  ``more_steps_not_weaker``, ``monotone_in_eps``, ``large_eps_breaks``. The first and the last are
-  also the transfer-failure and unconstrained-attack-failure indicators of Pintor et al. (2022)
-  and carry per-example ``count`` / ``n``; the other four indicators are probes in
-  :mod:`evaluations.indicators`.
+  ``more_steps_not_weaker``, ``monotone_in_eps``, ``large_eps_breaks``, and the attack-path
+  indicators ``attacks_no_silent_success``, ``attacks_gradients_available``,
+  ``attacks_converged`` (flags each attack's own path gave, :mod:`evaluations.attack_paths`).
+  The first two of the indicators of Pintor et al. (2022) named here are transfer failure and
+  unconstrained-attack failure; every indicator check carries per-example ``count`` / ``n``; four
+  more indicators are probes in :mod:`evaluations.indicators`.
 
 A check with nothing to compare (e.g. no black-box attack in the suite) passes with a detail
 saying so. Example::
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 
 from robustbench_lite.results import worst_case
 
+from .attack_paths import PATH_CHECKS
 from .attacks import ATTACKS
 from .losses import margin_loss
 
@@ -167,7 +170,7 @@ def result_checks(parts: Sequence[Any], clean: Sequence[bool], *, max_eps: dict[
     """Checks over the per-example parts (:class:`evaluations.parts.Part`) of one run."""
     clean_t = torch.tensor(list(clean), dtype=torch.bool)
     return [_black_box(parts, clean_t), _more_steps(parts), _monotone(parts),
-            _large_eps(parts, clean_t, {**DEFAULT_MAX_EPS, **(max_eps or {})})]
+            _large_eps(parts, clean_t, {**DEFAULT_MAX_EPS, **(max_eps or {})}), *_attack_paths(parts, clean)]
 
 
 def _worst_white_box(parts: Sequence[Any], clean: Tensor, norm: str, eps: float) -> Tensor:
@@ -306,3 +309,55 @@ def _large_eps(parts: Sequence[Any], clean: Tensor, max_eps: dict[str, float]) -
         return indicator_check(name, True, f"no attack at eps >= {max_eps} and no minimum-norm attack: nothing to "
                                "check", count=0, n=0, indicator=indicator)
     return indicator_check(name, True, "; ".join(notes), count=count, n=n, indicator=indicator)
+
+
+def _attack_paths(parts: Sequence[Any], clean: Sequence[bool]) -> list[Check]:
+    """The indicators each attack's own path gave (``Part.indicators``), judged on the points the
+    suite leaves robust at each threat (norm, eps) of a bounded part, where a failed attack changes
+    the verdict. A point counts for
+
+    - silent success: some attack at the threat visited an adversarial of it and did not return it;
+    - unavailable gradients: every white-box attack that took a gradient there had an all-zero or
+      non-finite one before the point was misclassified;
+    - incomplete optimisation: every white-box attack that left it robust at the threat was still
+      improving its margin at the end of its budget.
+
+    ``n`` is the points robust at the threats examined (a point counts once per threat)."""
+    groups: dict[tuple[str, float], list[Any]] = {}
+    for p in parts:
+        if p.indicators and p.eps == p.eps and p.eps > 0:
+            groups.setdefault((p.norm, round(p.eps, 9)), []).append(p)
+    if not groups:
+        return [indicator_check(name, True, "no attack path was watched (no bounded attack ran)", count=0, n=0,
+                                indicator=indicator) for name, indicator, _, _ in PATH_CHECKS]
+    hits = {name: 0 for name, *_ in PATH_CHECKS}
+    per_attack: dict[str, list[str]] = {name: [] for name, *_ in PATH_CHECKS}
+    n = 0
+    for (norm, eps), ps in groups.items():
+        final = torch.tensor(worst_case(clean, parts, norm, eps), dtype=torch.bool)
+        n += int(final.sum())
+        flag = {k: [torch.tensor(p.indicators.get(k, [False] * len(final)), dtype=torch.bool) for p in ps]
+                for k in ("silent_success", "no_gradient", "still_improving", "gradient_examined")}
+        white = [_is_white_box(p.attack) for p in ps]
+        silent = torch.stack(flag["silent_success"]).any(0)
+        graded = [e & w for e, w in zip(flag["gradient_examined"], white)]
+        any_grad = torch.stack(graded).any(0)
+        all_bad = torch.stack([b | ~g for b, g in zip(flag["no_gradient"], graded)]).all(0) & any_grad
+        ran = [torch.tensor(p.attacked, dtype=torch.bool) & w for p, w in zip(ps, white)]
+        any_ran = torch.stack(ran).any(0)
+        all_improving = torch.stack([i | ~r for i, r in zip(flag["still_improving"], ran)]).all(0) & any_ran
+        for name, got in zip(hits, (silent, all_bad, all_improving)):
+            hits[name] += int((got & final).sum())
+        for p, w in zip(ps, white):
+            for name, key in zip(hits, ("silent_success", "no_gradient", "still_improving")):
+                c = sum(bool(v) for v in p.indicators.get(key, []))
+                if c and (w or key == "silent_success"):
+                    per_attack[name].append(f"{p.key} {c}")
+    out = []
+    for name, indicator, max_fraction, what in PATH_CHECKS:
+        count = hits[name]
+        limit = max(1, math.floor(max_fraction * n)) if max_fraction > 0 else 0
+        detail = (f"{count} of {n} points left robust {what} (fails above {limit}); per attack, on all points it "
+                  f"ran on: {', '.join(per_attack[name]) or 'none'}")
+        out.append(indicator_check(name, count <= limit, detail, count=count, n=n, indicator=indicator))
+    return out

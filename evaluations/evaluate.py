@@ -33,6 +33,7 @@ from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, default_batch_size, library_versions,
                                    frozen, make_generator, set_channels_last, sha256_file)
 
+from .attack_paths import flag_counts
 from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
 from .indicators import INDICATOR_CHECKS, indicator_checks
 from .metrics import normalized_auc
@@ -246,6 +247,7 @@ def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> d
     """Aggregate per-example parts into rows (:func:`robustbench_lite.results.summary_rows`)."""
     rows = results.summary_rows(clean, parts, kinds=attack_kinds(parts), norm=threat.norm, eps=threat.eps)
     for row, p in zip(rows[1:], parts):
+        row.update(flag_counts(p.indicators))  # attack-failure indicators on the attack's own path
         if row["kind"] == results.TRANSFER:
             att = [a for a in p.attacked]
             broke = sum(1 for a, r in zip(att, p.robust) if a and not r)

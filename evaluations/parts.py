@@ -58,6 +58,9 @@ class Part:
     config: dict[str, Any] = field(default_factory=dict)
     predictions: list[int] | None = None  # the clean part: the model's predicted class per example
     notes: list[str] = field(default_factory=list)  # e.g. a block halved on out-of-memory (attack front door)
+    # attack-failure indicators on the attack's own path, per example (evaluations.attack_paths.PATH_FLAGS
+    # and "gradient_examined"); None: not measured (minimum-norm runs, parts written before they were)
+    indicators: dict[str, list[bool]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

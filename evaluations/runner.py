@@ -35,6 +35,7 @@ from robustbench_lite.files import slug
 from robustbench_lite.utils import frozen
 
 from .attacks import Attack, predict
+from .attack_paths import PathRecorder
 from .attacks.base import attack_key
 from .parts import CountingModel, Part, reuse, write
 from .schedule import LocalQueue, StoreQueue, WorkQueue
@@ -285,21 +286,32 @@ class _Run:
         robust = todo.clone()  # attacked points start robust; the caller decides about the others
         norms: Tensor | None = None
         notes: list[str] = []
+        flags: dict[str, list[bool]] | None = None
         f0, b0 = model.forwards, model.backwards
         t0 = time.perf_counter()
         if it.task.attack.minimum_norm:
             norms = torch.full((len(x),), float("inf"), dtype=torch.float64, device=x.device)
             norms[~todo] = 0.0  # misclassified clean points need no perturbation
         if len(idx):
-            out = it.task.attack(model, x[idx], self.y[it.lo:it.hi][idx], eps=eps, batch_size=ctx.batch_size,
-                                 seed=ctx.seed, positions=idx + it.lo + ctx.offset, stream=stream, progress=False)
+            xs, ys = x[idx], self.y[it.lo:it.hi][idx]
+            # a bounded attack runs on the watched model: the failure indicators on its own path
+            watch = PathRecorder(model, xs, ys, norm=it.task.norm, eps=eps) if eps else None
+            out = it.task.attack(watch or model, xs, ys, eps=eps, batch_size=ctx.batch_size, seed=ctx.seed,
+                                 positions=idx + it.lo + ctx.offset, stream=stream, progress=False)
             robust[idx] = ~out.success
             notes = list(out.notes)
+            if watch is not None:
+                flags = {}
+                for k, v in watch.flags(out.success).items():
+                    full = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+                    full[idx] = v.to(x.device)
+                    flags[k] = full.tolist()
             if norms is not None and out.norms is not None:
                 norms[idx] = out.norms
         return Part(stream, it.task.spec.name, it.task.spec.label, it.task.norm, float("nan") if eps is None else eps,
                     robust.tolist(), todo.tolist(), norms.tolist() if norms is not None else None,
-                    time.perf_counter() - t0, model.forwards - f0, model.backwards - b0, it.task.attack.config(), notes=notes)
+                    time.perf_counter() - t0, model.forwards - f0, model.backwards - b0, it.task.attack.config(), notes=notes,
+                    indicators=flags)
 
     # -- assembling the parts ---------------------------------------------------------------------
 
@@ -325,7 +337,8 @@ class _Run:
                     [r for b in blocks for r in b.robust], [a for b in blocks for a in b.attacked],
                     [v for b in blocks for v in (b.norms or [])] if task.attack.minimum_norm else None,
                     sum(b.seconds for b in blocks), sum(b.forwards for b in blocks), sum(b.backwards for b in blocks),
-                    first.config if first else task.attack.config(), notes=[n for b in blocks for n in b.notes])
+                    first.config if first else task.attack.config(), notes=[n for b in blocks for n in b.notes],
+                    indicators=_join_flags([b.indicators for b in blocks], [len(b.robust) for b in blocks]))
         logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, sum(part.attacked), len(part.robust),
                     100 * sum(part.robust) / max(len(part.robust), 1), part.seconds)
         if eps is not None:
@@ -360,3 +373,12 @@ class _Run:
 
     def _mask(self, flags: list[bool]) -> Tensor:
         return torch.tensor(flags, dtype=torch.bool, device=self.x.device)
+
+
+def _join_flags(flags: list[dict[str, list[bool]] | None], sizes: list[int]) -> dict[str, list[bool]] | None:
+    """The blocks' per-example indicator flags as one part's (a block without them: all False);
+    None when no block has them."""
+    keys = sorted({k for f in flags if f for k in f})
+    if not keys:
+        return None
+    return {k: [v for f, n in zip(flags, sizes) for v in ((f or {}).get(k) or [False] * n)] for k in keys}

@@ -50,7 +50,8 @@ EXACT, CASCADE = "exact", "cascade"
 EPS_TOL = 1e-12
 
 SUMMARY_COLUMNS = ("label", "attack", "kind", "norm", "eps", "n", "attacked", "exact", "accuracy", "worst_case",
-                   "mean_min_norm", "median_min_norm", "seconds", "forwards", "backwards")
+                   "mean_min_norm", "median_min_norm", "seconds", "forwards", "backwards", "silent_success",
+                   "no_gradient", "still_improving")
 
 
 class PerExample(Protocol):

@@ -99,4 +99,6 @@ def test_result_checks_on_hand_made_parts():
     # "sweep" rises with eps: impossible for one attack's sweep
     res = {c["name"]: c["passed"] for c in result_checks(bad, clean)}
     assert res == {"white_box_beats_black_box": False, "more_steps_not_weaker": False,
-                   "monotone_in_eps": False, "large_eps_breaks": False}
+                   "monotone_in_eps": False, "large_eps_breaks": False,
+                   # parts without attack-path flags: nothing for those indicators to judge
+                   "attacks_no_silent_success": True, "attacks_gradients_available": True, "attacks_converged": True}

@@ -120,3 +120,36 @@ def test_fast_suite_is_no_weaker_than_autoattack(eval_natural_ckpt, tmp_path):
         return sum(r["forwards"] + r["backwards"] for r in rec["summary"] if r["attack"] != "clean")
 
     assert passes(recs["fast"]) < passes(recs["aa"])
+
+
+def test_fast_suite_flags_a_gradient_masked_model(eval_natural_ckpt, tmp_path):
+    """``--suite fast`` on the natural model behind a rounding layer (zero input gradients): every
+    white-box stage fails, Square breaks what they left, the attack-path and transfer indicators fail,
+    and the leaderboard marks the row unreliable; the same model without the layer passes them all."""
+    import dataclasses
+
+    from robustbench_lite.checkpoint import load_checkpoint
+    from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate_loaded
+    from robustbench_lite.evaluations.suite import load_suite
+    from robustbench_lite.reports.leaderboard import leaderboard_entries
+
+    from eval_helpers import Rounding
+
+    ckpt = load_checkpoint(eval_natural_ckpt)
+    suite = load_suite("fast")
+    assert suite.checks
+    opts = EvalOptions(n_examples=16, check_examples=16, seed=0)
+    honest = evaluate_loaded(ckpt, suite, tmp_path / "honest", opts, checkpoint_path=eval_natural_ckpt)
+    masked = evaluate_loaded(dataclasses.replace(ckpt, model=Rounding(ckpt.model)), suite, tmp_path / "masked", opts,
+                             checkpoint_path=eval_natural_ckpt)
+    ok = {c["name"]: c for c in honest["checks"]}
+    assert all(c["passed"] for c in ok.values()), [c["detail"] for c in ok.values() if not c["passed"]]
+    bad = {c["name"]: c for c in masked["checks"]}
+    assert not bad["attacks_gradients_available"]["passed"] and bad["attacks_gradients_available"]["count"] > 0
+    assert not bad["white_box_beats_black_box"]["passed"]
+    rows = {r["label"]: r for r in masked["summary"]}
+    assert rows["apgd_ce"]["no_gradient"] == rows["apgd_ce"]["attacked"]  # every point it ran on
+    assert rows["square"]["no_gradient"] is None  # a black-box attack takes no gradient
+    masked["checkpoint"] = {**masked["checkpoint"], "sha256": "1" * 64, "defense": "masked"}
+    entries = {e.defense: e for e in leaderboard_entries([honest, masked])}
+    assert entries["masked"].unreliable and not entries["natural"].unreliable
