@@ -56,6 +56,7 @@ class PathRecorder(nn.Module):
                  eps: float) -> None:
         super().__init__()
         self.model = model
+        self.training = bool(getattr(model, "training", False))  # the watched model's mode, not nn.Module's default
         self.x0 = x.detach().flatten(1)
         self.y = y
         self.norm = get_norm(norm)

@@ -89,13 +89,14 @@ def set_channels_last(model: nn.Module, enabled: bool = True) -> bool:
 
 @contextlib.contextmanager
 def frozen(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn.Module]:
-    """Parameters ``requires_grad=False`` (and eval mode) inside; both restored on exit.
+    """Parameters ``requires_grad=False`` (and eval mode) inside; both restored on exit, each
+    module's mode as it was (``model.train(flag)`` would force a wrapper's mode onto the model it wraps).
 
     Attacks differentiate only with respect to the input, so freezing halves their cost and
     guarantees no weight gradient accumulates.
     """
     flags = [p.requires_grad for p in model.parameters()]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each module's own mode: a wrapper's may differ from its model's
     for p in model.parameters():
         p.requires_grad_(False)
     if eval_mode:
@@ -105,7 +106,8 @@ def frozen(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn.Module]:
     finally:
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
-        model.train(was_training)
+        for m, was_training in modes:
+            m.training = was_training
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

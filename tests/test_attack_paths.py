@@ -143,3 +143,20 @@ def test_no_watched_attack_passes_with_nothing_to_judge():
     res = _checks([_part("a", "apgd_ce", [True] * 4, None)], 4)
     assert all(res[k]["passed"] and res[k]["n"] == 0
                for k in ("attacks_no_silent_success", "attacks_gradients_available", "attacks_converged"))
+
+
+def test_watching_never_switches_the_model_to_training_mode():
+    """A wrapper is built in training mode by default; ``frozen(wrapper, eval_mode=False)`` (how the
+    pyautoattack stages run) used to hand that mode to the model on exit, switching dropout on for
+    every later block. The recorder takes the model's mode, and ``frozen`` restores each module's own."""
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(784, 10)).eval()
+    x, y = torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
+    rec = PathRecorder(model, x, y, norm="linf", eps=EPS)
+    assert not rec.training
+    wrapper = nn.Sequential(model)  # in training mode, around a model in eval mode
+    with frozen(wrapper, eval_mode=False):
+        pass
+    assert wrapper.training and not any(m.training for m in model.modules())
+    with frozen(model):
+        pass
+    assert not model.training
