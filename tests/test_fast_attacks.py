@@ -43,6 +43,42 @@ def test_margin_topk_breaks_exactly_the_points_whose_nearest_boundary_is_a_top_k
     assert float((out.x_adv - x).abs().max()) <= eps + 1e-6
 
 
+def test_margin_topk_more_targets_reach_beyond_the_top_k_on_the_kept_points_only():
+    """``more_targets`` adds the ranks after the top k, only on the ``more_keep`` share of the
+    still-robust points with the highest loss: on a linear model, top-1 + 8 more targets (all kept)
+    breaks every point with some boundary within eps (x1.1), and with ``more_keep`` 0.2 the
+    further targets cost at most a fifth of the still-robust rows each."""
+    model, x, y = linear_problem(n=40, seed=6)
+    d, _ = _targeted_linf_distances(model, x, y)
+    eps = float(d.min(1).values.median())
+    reachable = d.min(1).values * 1.1 < eps
+
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows = 0
+
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            self.rows += len(inp)
+            return model(inp)
+
+    def run(**kw):  # type: ignore[no-untyped-def]
+        m = Counting()
+        out = create_attack("margin_topk", k=1, steps=40, **kw).run(m, x, y, eps=eps, generator=make_generator(0))
+        return out.success, m.rows
+
+    top1, _ = run()
+    every, _ = run(more_targets=8, more_keep=1.0)
+    assert every[reachable].all() and every.sum() >= top1.sum()
+    assert not every[d.min(1).values > eps].any()
+    few, rows_few = run(more_targets=8, more_keep=0.2)
+    left = int((~top1).sum())
+    # the clean pass and top-1 (start check + 40 steps + final check per row), then per further
+    # target at most ceil(0.2 x the points still robust) rows
+    assert rows_few <= 40 + 40 * 42 + 8 * (-(-left // 5)) * 42
+    assert few.sum() >= top1.sum()
+
+
 def test_targeted_loss_through_the_engine_follows_leaving_rows():
     """pgd(target=...) subsets the per-row tensor with the rows that leave: a row 'breaks' when it
     reaches its own target class t (passed as the label, with the true class as ``target``), and
@@ -96,7 +132,8 @@ def test_a3_discarding_schedule_and_cost():
 
 
 @pytest.mark.parametrize("name,opts", [("a3", {"keep": 0.0}), ("a3", {"min_keep": 1.5}), ("a3", {"odi_steps": -1}),
-                                       ("margin_topk", {"k": 0}), ("margin_topk", {"loss": "ce"}), ("a3", {"restarts": 0})])
+                                       ("margin_topk", {"k": 0}), ("margin_topk", {"loss": "ce"}), ("a3", {"restarts": 0}),
+                                       ("margin_topk", {"more_targets": -1}), ("margin_topk", {"more_keep": 0.0})])
 def test_bad_options_are_refused(name, opts):
     with pytest.raises(BenchError):
         create_attack(name, **opts)

@@ -12,6 +12,7 @@ APGD-T break (tests/test_apgd.py).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -41,12 +42,15 @@ def clean_logits(model: nn.Module, x: Tensor) -> Tensor:
 def apgd_targeted(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float, steps: int, n_targets: int,
                   loss: str = "dlr", restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
                   generator: torch.Generator | None = None, logits: Tensor | None = None,
-                  start: StartFn | None = None) -> APGDResult:
+                  start: StartFn | None = None, more_targets: int = 0, more_keep: float = 1.0) -> APGDResult:
     """Targeted APGD on the ``n_targets`` classes ranked 2nd, 3rd, ... by the clean ``logits``
     (computed here when not given; the Minimum-Margin attack's and APGD-T's target order), each
-    target only on the rows still robust. ``start(x_rows, eps_rows)`` overrides APGD's random start
-    (the tests use it to reproduce pyautoattack's draws). A row misclassified at ``x`` is a success
-    with ``x`` itself. Returns per row the breaking point, else the highest-loss point over targets."""
+    target only on the rows still robust. Then ``more_targets`` further ranks, each only on the
+    ``more_keep`` fraction of the still-robust rows whose best loss so far is highest (closest to
+    the boundary; A3's online discarding applied to targets). ``start(x_rows, eps_rows)`` overrides
+    APGD's random start (the tests use it to reproduce pyautoattack's draws). A row misclassified
+    at ``x`` is a success with ``x`` itself. Returns per row the breaking point, else the
+    highest-loss point over targets."""
     n = len(x)
     z = clean_logits(model, x) if logits is None else logits
     order = z.argsort(dim=1, descending=True)
@@ -54,11 +58,13 @@ def apgd_targeted(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: flo
     out = x.clone()
     best = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
     eps_t = torch.full((n,), float(eps), dtype=x.dtype, device=x.device)
-    for rank in range(1, min(n_targets, z.shape[1] - 1) + 1):
+    for rank in range(1, min(n_targets + more_targets, z.shape[1] - 1) + 1):
         for _ in range(max(1, restarts)):
             rows = (~success).nonzero().flatten()
             if len(rows) == 0:
                 return APGDResult(out, success, best)
+            if rank > n_targets:  # a further target: only the rows closest to the boundary
+                rows = rows[best[rows].argsort(descending=True)[:math.ceil(more_keep * len(rows))]].sort().values
             x0 = start(x[rows], eps_t[rows]) if start is not None else apgd_start(norm, x[rows], eps_t[rows], generator)
             res = apgd(model, x[rows], y[rows], norm=norm, eps=eps, steps=steps, loss=loss, target=order[rows, rank],
                        rho=rho, momentum=momentum, x_init=x0, generator=generator)
