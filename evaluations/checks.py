@@ -33,6 +33,7 @@ from robustbench_lite.results import worst_case
 from .attack_paths import PATH_CHECKS
 from .attacks import ATTACKS
 from .losses import margin_loss
+from .parts import keep_input_graph
 
 Check = dict[str, Any]
 
@@ -82,7 +83,7 @@ def model_checks(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Te
                       f"the forward pass calls autograd {calls} time(s): a dynamic defense (AutoAttack's check_dynamic)"
                       if calls else "the forward pass makes no autograd calls"))
     xg = x.detach().clone().requires_grad_(True)
-    grad = torch.autograd.grad(margin_loss(model(xg), y).sum(), xg, allow_unused=True)[0]
+    grad = torch.autograd.grad(margin_loss(keep_input_graph(model(xg), xg), y).sum(), xg, allow_unused=True)[0]
     if grad is None:
         grad = torch.zeros_like(x)
     flat = grad.flatten(1)

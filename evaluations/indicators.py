@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from .checks import Check, indicator_check
 from .losses import margin_loss, misclassified
 from .norms import get_norm
+from .parts import keep_input_graph
 from .pgd import default_step_size, pgd
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class _PathRecorder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.requires_grad:
             x = _Tap.apply(x, self._sink)
-        return self.model(x)
+        return keep_input_graph(self.model(x), x)
 
 
 def probe_path(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *, norm: str, eps: float,

@@ -17,8 +17,18 @@ from robustbench_lite.utils import atomic_write_json
 logger = logging.getLogger(__name__)
 
 
+def keep_input_graph(out: Tensor, x: Tensor) -> Tensor:
+    """``out``, differentiable in ``x`` when ``x`` requires grad but the model cut the graph
+    (``x.detach()``, numpy, a non-differentiable layer): its input gradient is then exactly zero
+    instead of an autograd error, so the attacks run and the gradient indicators report the masking."""
+    if x.requires_grad and not out.requires_grad:
+        return out + 0 * x.flatten(1)[:, :1].to(out.dtype)
+    return out
+
+
 class CountingModel(nn.Module):
-    """Counts example-rows through forward and backward passes (the attack cost measure)."""
+    """Counts example-rows through forward and backward passes (the attack cost measure); a cut
+    input graph reads as a zero gradient (:func:`keep_input_graph`)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -33,7 +43,7 @@ class CountingModel(nn.Module):
         return hook
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.model(x)
+        out = keep_input_graph(self.model(x), x)
         self.forwards += x.shape[0]
         if out.requires_grad:
             out.register_hook(self._count_backward(x.shape[0]))

@@ -160,3 +160,23 @@ def test_watching_never_switches_the_model_to_training_mode():
     with frozen(model):
         pass
     assert not model.training
+
+
+def test_a_cut_graph_reads_as_zero_gradients_not_an_error():
+    """A defense that detaches its input (or leaves autograd through numpy) gave an autograd error
+    in the model checks and in every gradient attack; it is gradient masking and must be reported
+    as such: zero input gradients, attacks that run, and the indicators that say so."""
+    from robustbench_lite.evaluations.checks import model_checks
+    from robustbench_lite.evaluations.parts import CountingModel
+
+    class Cut(TwoClass):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x.detach())
+
+    model = Cut()
+    x, y = _points(model, [-1.0, -6.0])
+    with frozen(model):
+        checks = {c["name"]: c for c in model_checks(model, x, y)}
+        got = _run(CountingModel(model), x, y)
+    assert not checks["nonzero_input_gradients"]["passed"] and checks["nonzero_input_gradients"]["count"] == 2
+    assert got["no_gradient"].all() and not got["success"].any()
