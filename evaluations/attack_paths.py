@@ -65,27 +65,45 @@ class PathRecorder(nn.Module):
         self.visited_adv = torch.zeros(n, dtype=torch.bool, device=x.device)
         self.bad_grad = torch.zeros(n, dtype=torch.bool, device=x.device)
         self.grad_seen = torch.zeros(n, dtype=torch.bool, device=x.device)
+        self._last: Tensor | None = None  # the previous call's assignment (see _assign)
         self._idx: list[Tensor] = []     # per forward: the attacked point of each in-ball row
         self._margin: list[Tensor] = []  # ... and that row's margin
 
+    def _inside(self, flat: Tensor, idx: Tensor) -> Tensor:
+        """Per row: whether it lies in the ball of point ``idx`` (the box is tested on adversarial rows only)."""
+        return self.norm.norm(flat - self.x0[idx]) <= self.eps * (1 + BALL_SLACK) + BOX_SLACK
+
     def _assign(self, flat: Tensor) -> tuple[Tensor, Tensor]:
-        """Per row: the nearest clean point (L2), and whether the row lies in its ball and the box."""
+        """Per row: its attacked point, and whether the row lies in that point's ball.
+        Attacks send the same rows call after call (all points, or the same survivors until one
+        breaks), so the previous call's rows (or all points in order) are tried first; any row not in
+        its guessed ball sends the call to the nearest clean point (L2) of every row."""
+        n, b = len(self.x0), len(flat)
+        guess = self._last if self._last is not None and len(self._last) == b else None
+        if guess is None and b == n:
+            guess = torch.arange(n, device=flat.device)
+        if guess is not None:
+            inside = self._inside(flat, guess)
+            if bool(inside.all()):
+                return guess, inside
         idx = torch.cdist(flat.float(), self.x0.float()).argmin(1)
-        delta = flat - self.x0[idx]
-        inside = self.norm.norm(delta) <= self.eps * (1 + BALL_SLACK) + BOX_SLACK
-        inside &= (flat.amin(1) >= -BOX_SLACK) & (flat.amax(1) <= 1 + BOX_SLACK)
-        return idx, inside
+        self._last = idx
+        return idx, self._inside(flat, idx)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.model(x)
         if len(x) == 0 or len(self.x0) == 0:
             return out
         with torch.no_grad():
-            idx, inside = self._assign(x.detach().flatten(1))
+            flat = x.detach().flatten(1)
+            idx, inside = self._assign(flat)
             logits, yy = out.detach().float(), self.y[idx]
             margin = margin_loss(logits, yy)
             before = inside & ~self.visited_adv[idx]  # rows of points not yet misclassified
-            self.visited_adv[idx[inside & misclassified(logits, yy)]] = True
+            adv = inside & misclassified(logits, yy)
+            if bool(adv.any()):  # a valid adversarial also lies in the [0,1] box
+                adv &= (flat.amin(1) >= -BOX_SLACK) & (flat.amax(1) <= 1 + BOX_SLACK)
+                self.visited_adv[idx[adv]] = True
             self._idx.append(idx[inside])
             self._margin.append(margin[inside])
         if x.requires_grad and bool(inside.any()):
