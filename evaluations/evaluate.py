@@ -38,7 +38,7 @@ from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
 from .indicators import INDICATOR_CHECKS, indicator_checks
 from .metrics import normalized_auc
 from .attacks.base import attack_key
-from .parts import Part
+from .parts import Part, join_flags
 from .runner import RunContext, run_tasks
 from .suite import Suite, load_suite
 
@@ -332,6 +332,8 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
                     merged[k] = None  # a shard made before predictions were kept
             for k in ("seconds", "forwards", "backwards"):
                 merged[k] += part[k]
+            merged["indicators"] = join_flags([merged.get("indicators"), part.get("indicators")],
+                                              [len(merged["robust"]) - len(part["robust"]), len(part["robust"])])
         atomic_write_json(parts_out / name, {"fingerprint": fingerprint, "part": merged})
         if not name.endswith("_minnorm.json"):  # a minimum-norm run itself; its radii have their own parts
             by_key[merged["key"]] = Part.from_json(merged)

@@ -85,6 +85,15 @@ class Part:
         return cls(**d)
 
 
+def join_flags(flags: list[dict[str, list[bool]] | None], sizes: list[int]) -> dict[str, list[bool]] | None:
+    """Per-example indicator flags of consecutive pieces (blocks, shards) of ``sizes`` examples as
+    one part's (a piece without them: all False); None when no piece has them."""
+    keys = sorted({k for f in flags if f for k in f})
+    if not keys:
+        return None
+    return {k: [v for f, n in zip(flags, sizes) for v in ((f or {}).get(k) or [False] * n)] for k in keys}
+
+
 def reuse(path: Path, fingerprint: dict[str, Any], resume: bool, quiet: bool = False) -> Part | None:
     """The part at ``path`` when resuming and it was made with this ``fingerprint``, else None (and why)."""
     if not (resume and path.is_file()):

@@ -37,7 +37,7 @@ from robustbench_lite.utils import frozen
 from .attacks import Attack, predict
 from .attack_paths import PathRecorder
 from .attacks.base import attack_key
-from .parts import CountingModel, Part, reuse, write
+from .parts import CountingModel, Part, join_flags, reuse, write
 from .schedule import LocalQueue, StoreQueue, WorkQueue
 from .suite import AttackSpec, Suite
 
@@ -338,7 +338,7 @@ class _Run:
                     [v for b in blocks for v in (b.norms or [])] if task.attack.minimum_norm else None,
                     sum(b.seconds for b in blocks), sum(b.forwards for b in blocks), sum(b.backwards for b in blocks),
                     first.config if first else task.attack.config(), notes=[n for b in blocks for n in b.notes],
-                    indicators=_join_flags([b.indicators for b in blocks], [len(b.robust) for b in blocks]))
+                    indicators=join_flags([b.indicators for b in blocks], [len(b.robust) for b in blocks]))
         logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, sum(part.attacked), len(part.robust),
                     100 * sum(part.robust) / max(len(part.robust), 1), part.seconds)
         if eps is not None:
@@ -374,11 +374,3 @@ class _Run:
     def _mask(self, flags: list[bool]) -> Tensor:
         return torch.tensor(flags, dtype=torch.bool, device=self.x.device)
 
-
-def _join_flags(flags: list[dict[str, list[bool]] | None], sizes: list[int]) -> dict[str, list[bool]] | None:
-    """The blocks' per-example indicator flags as one part's (a block without them: all False);
-    None when no block has them."""
-    keys = sorted({k for f in flags if f for k in f})
-    if not keys:
-        return None
-    return {k: [v for f, n in zip(flags, sizes) for v in ((f or {}).get(k) or [False] * n)] for k in keys}

@@ -259,8 +259,12 @@ def test_two_shards_merged_equal_unsharded(tmp_path, eval_natural_ckpt):
     assert shard0["shard"]["stop"] % 16 == 0 and 0 < shard0["shard"]["stop"] < 40  # whole batches of 16
     merged = merge([tmp_path / "s1", tmp_path / "s0"], tmp_path / "m")
     assert _per_example(tmp_path / "m" / "per_example.csv") == _per_example(tmp_path / "full" / "per_example.csv")
-    keys = ("attack", "norm", "eps", "n", "accuracy", "worst_case", "mean_min_norm", "median_min_norm", "forwards", "backwards")
-    assert [{k: r[k] for k in keys} for r in merged["summary"]] == [{k: r[k] for k in keys} for r in full["summary"]]
+    keys = ("attack", "norm", "eps", "n", "accuracy", "worst_case", "mean_min_norm", "median_min_norm", "forwards", "backwards",
+            "silent_success", "no_gradient", "still_improving")
+    assert [{k: r.get(k) for k in keys} for r in merged["summary"]] == [{k: r.get(k) for k in keys} for r in full["summary"]]
+    for f in sorted((tmp_path / "full" / "parts").glob("0*.json")):  # the attack-path flags per example, joined
+        assert (json.loads((tmp_path / "m" / "parts" / f.name).read_text())["part"].get("indicators")
+                == json.loads(f.read_text())["part"].get("indicators")), f.name
     assert merged["robust_accuracy"] == full["robust_accuracy"] and merged["indices"] == full["indices"]
     assert [c["passed"] for c in merged["checks"]] == [c["passed"] for c in full["checks"]]
     with pytest.raises(BenchError):
