@@ -7,7 +7,7 @@
 - ``temporary_attacks``: registers a test's own attacks and removes them afterwards, so the global
   registry (and the contract tests parametrised over ``ATTACKS.names()``) never sees them.
 
-Plain helpers (the ``Rounding`` model, ``linear_problem``, ``linear_min_norms``) live in
+Plain helpers (the ``Counting`` and ``Rounding`` models, ``linear_problem``, ``linear_min_norms``) live in
 ``eval_helpers.py``, imported normally.
 """
 from __future__ import annotations

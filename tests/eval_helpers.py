@@ -1,5 +1,6 @@
 """Plain helpers of the evaluation tests, imported normally (the fixtures are in conftest.py).
 
+- ``Counting``: wraps a model and counts the example-rows through its forward passes.
 - ``Rounding``: wraps a model, quantising its input with torch.round (zero input gradient).
 - ``linear_problem``: a random linear classifier and inputs near the middle of the box (closed forms).
 - ``linear_min_norms``: the closed-form smallest L2 and Linf perturbations of that problem.
@@ -8,6 +9,19 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class Counting(nn.Module):
+    """Counts example-rows through forward passes (``rows``): the tests' own cost measure,
+    independent of the runner's CountingModel."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        return self.model(x)
 
 
 class Rounding(nn.Module):

@@ -12,19 +12,7 @@ from robustbench_lite.evaluations.losses import dlr_targeted_loss, margin_target
 from robustbench_lite.evaluations.pgd import apgd, apgd_checkpoints
 from robustbench_lite.utils import frozen, make_generator
 
-from eval_helpers import linear_problem
-
-
-class Counting(nn.Module):
-    """Counts example-rows through forward passes."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.rows = model, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += len(x)
-        return self.model(x)
+from eval_helpers import Counting, linear_problem
 
 
 def _aa_start(x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ from robustbench_lite.evaluations.losses import margin_targeted_loss
 from robustbench_lite.evaluations.pgd import pgd
 from robustbench_lite.utils import make_generator
 
-from eval_helpers import linear_problem
+from eval_helpers import Counting, linear_problem
 
 
 def _targeted_linf_distances(model, x, y):
@@ -53,17 +53,8 @@ def test_margin_topk_more_targets_reach_beyond_the_top_k_on_the_kept_points_only
     eps = float(d.min(1).values.median())
     reachable = d.min(1).values * 1.1 < eps
 
-    class Counting(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows = 0
-
-        def forward(self, inp: torch.Tensor) -> torch.Tensor:
-            self.rows += len(inp)
-            return model(inp)
-
     def run(**kw):  # type: ignore[no-untyped-def]
-        m = Counting()
+        m = Counting(model)
         out = create_attack("margin_topk", k=1, steps=40, **kw).run(m, x, y, eps=eps, generator=make_generator(0))
         return out.success, m.rows
 
@@ -110,18 +101,9 @@ def test_a3_discarding_schedule_and_cost():
     # discarding attacks fewer rows: count forward rows on points that never break (eps tiny)
     model, x, y = linear_problem(n=30, seed=5)
 
-    class Counting(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows = 0
-
-        def forward(self, inp: torch.Tensor) -> torch.Tensor:
-            self.rows += len(inp)
-            return model(inp)
-
     costs = []
     for keep in (1.0, 0.3):
-        m = Counting()
+        m = Counting(model)
         out = create_attack("a3", restarts=4, steps=5, odi_steps=2, full_restarts=1, keep=keep).run(
             m, x, y, eps=1e-4, generator=make_generator(0))
         assert not out.success.any()
