@@ -31,6 +31,7 @@ from .losses import margin_loss, misclassified
 from .norms import get_norm
 
 PATH_FLAGS = ("silent_success", "no_gradient", "still_improving")
+# Pintor's incomplete-optimisation rule, shared with the probe (evaluations.indicators)
 WINDOW_FRACTION = 0.1   # the "last steps" of incomplete optimisation (at least 2 visits)
 LOSS_TOLERANCE = 0.05   # ... and the share of the whole rise of the best margin they may still add
 BALL_SLACK = 1e-4       # relative slack of the in-ball test (float rounding of x + eps)
@@ -112,8 +113,7 @@ class PathRecorder(nn.Module):
 
     def _grad_hook(self, idx: Tensor, before: Tensor, inside: Tensor) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:
-            g = grad.detach()[inside].flatten(1)
-            bad = (~torch.isfinite(g)).any(1) | (g == 0).all(1)
+            bad = unusable_gradients(grad.detach()[inside])
             self.grad_seen[idx] = True
             self.bad_grad[idx[bad & before]] = True
 
@@ -132,6 +132,12 @@ class PathRecorder(nn.Module):
                 improving[i] = still_improving(traces[i])
         return {"silent_success": self.visited_adv & robust, "no_gradient": self.bad_grad,
                 "still_improving": improving, "gradient_examined": self.grad_seen}
+
+
+def unusable_gradients(grad: Tensor) -> Tensor:
+    """Per row of an input gradient: all zero, or any NaN / inf (Pintor's unavailable gradients)."""
+    flat = grad.flatten(1)
+    return (~torch.isfinite(flat)).any(1) | (flat == 0).all(1)
 
 
 def still_improving(trace: Tensor) -> bool:

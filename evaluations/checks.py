@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from robustbench_lite.results import worst_case
 
-from .attack_paths import PATH_CHECKS
+from .attack_paths import PATH_CHECKS, PATH_FLAGS
 from .attacks import ATTACKS
 from .losses import margin_loss
 from .parts import keep_input_graph
@@ -338,7 +338,7 @@ def _attack_paths(parts: Sequence[Any], clean: Sequence[bool]) -> list[Check]:
         final = torch.tensor(worst_case(clean, parts, norm, eps), dtype=torch.bool)
         n += int(final.sum())
         flag = {k: [torch.tensor(p.indicators.get(k, [False] * len(final)), dtype=torch.bool) for p in ps]
-                for k in ("silent_success", "no_gradient", "still_improving", "gradient_examined")}
+                for k in (*PATH_FLAGS, "gradient_examined")}
         white = [_is_white_box(p.attack) for p in ps]
         silent = torch.stack(flag["silent_success"]).any(0)
         graded = [e & w for e, w in zip(flag["gradient_examined"], white)]
@@ -350,7 +350,7 @@ def _attack_paths(parts: Sequence[Any], clean: Sequence[bool]) -> list[Check]:
         for name, got in zip(hits, (silent, all_bad, all_improving)):
             hits[name] += int((got & final).sum())
         for p, w in zip(ps, white):
-            for name, key in zip(hits, ("silent_success", "no_gradient", "still_improving")):
+            for name, key in zip(hits, PATH_FLAGS):  # PATH_CHECKS judge PATH_FLAGS, in that order
                 c = sum(bool(v) for v in p.indicators.get(key, []))
                 if c and (w or key == "silent_success"):
                     per_attack[name].append(f"{p.key} {c}")

@@ -36,6 +36,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+# the incomplete-optimisation rule (last WINDOW_FRACTION of the steps, LOSS_TOLERANCE of the rise) is
+# the attack-path indicators' own
+from .attack_paths import LOSS_TOLERANCE, WINDOW_FRACTION, unusable_gradients
 from .checks import Check, indicator_check
 from .losses import margin_loss, misclassified
 from .norms import get_norm
@@ -48,8 +51,6 @@ INDICATOR_CHECKS = ("no_silent_success", "gradients_available", "predictions_sta
 PROBE_STEPS = 20            # the probe PGD's steps (step 2.5 eps / steps, Madry's rule)
 NOISE_DRAWS = 10            # random draws of the stability probe
 NOISE_FRACTION = 0.1        # noise radius of the stability probe, as a fraction of the threat's eps
-WINDOW_FRACTION = 0.1       # the "last steps" of the incomplete-optimisation indicator (at least 2 steps)
-LOSS_TOLERANCE = 0.05       # ... and the share of the whole loss rise they may still add
 SILENT_MAX_FRACTION = 0.02  # points allowed to trip each indicator: this fraction of those examined, at least
 GRADIENT_MAX_FRACTION = 0.0  # one point (none for gradients: an honest model has none at all)
 UNSTABLE_MAX_FRACTION = 0.05
@@ -80,8 +81,7 @@ class _PathRecorder(nn.Module):
         self.bad_grad: list[Tensor] = []
 
     def _sink(self, grad: Tensor) -> None:
-        flat = grad.flatten(1)
-        self.bad_grad.append((~torch.isfinite(flat)).any(1) | (flat == 0).all(1))
+        self.bad_grad.append(unusable_gradients(grad))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.requires_grad:
