@@ -30,6 +30,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -94,18 +95,25 @@ def run(model: Path, suite: str | Path, out: Path, n: int, batch: int) -> dict[s
             "threat": rec["threat"]}
 
 
-def pyautoattack_direct(model_path: Path, n: int, batch: int, threat: dict[str, object]) -> dict[str, object]:
-    """pyautoattack's standard AutoAttack called directly on the points ``evaluate`` uses."""
-    from pyautoattack import AutoAttack
-
+def load_points(model_path: Path, n: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """The checkpoint and the ``n`` class-balanced test points ``evaluate`` uses for it."""
     from robustbench_lite.checkpoint import load_checkpoint
     from robustbench_lite.data import class_balanced_indices, get_dataset, load_test_data
-    from robustbench_lite.evaluations.parts import CountingModel
-    from robustbench_lite.utils import frozen
 
     ckpt = load_checkpoint(model_path)
     data = load_test_data(get_dataset(ckpt.dataset), None)
     x, y = data.batch(class_balanced_indices(data.targets, n))
+    return ckpt, x, y
+
+
+def pyautoattack_direct(model_path: Path, n: int, batch: int, threat: dict[str, object]) -> dict[str, object]:
+    """pyautoattack's standard AutoAttack called directly on the points ``evaluate`` uses."""
+    from pyautoattack import AutoAttack
+
+    from robustbench_lite.evaluations.parts import CountingModel
+    from robustbench_lite.utils import frozen
+
+    ckpt, x, y = load_points(model_path, n)
     norm = {"linf": "Linf", "l2": "L2", "l1": "L1"}[str(threat["norm"])]
     model = CountingModel(ckpt.model.eval())
     with frozen(model, eval_mode=False):
@@ -123,15 +131,11 @@ def pyautoattack_direct(model_path: Path, n: int, batch: int, threat: dict[str, 
 def watch_overhead(model_path: Path, n: int, batch: int, threat: dict[str, object]) -> list[tuple[str, float, float]]:
     """Wall time of two of fast's stages on the same points, run plain and through the runner's
     PathRecorder (the attack-failure indicators on every attack's path), alternated twice."""
-    from robustbench_lite.checkpoint import load_checkpoint
-    from robustbench_lite.data import class_balanced_indices, get_dataset, load_test_data
     from robustbench_lite.evaluations.attack_paths import PathRecorder
     from robustbench_lite.evaluations.attacks import create_attack
     from robustbench_lite.utils import frozen
 
-    ckpt = load_checkpoint(model_path)
-    data = load_test_data(get_dataset(ckpt.dataset), None)
-    x, y = data.batch(class_balanced_indices(data.targets, n))
+    ckpt, x, y = load_points(model_path, n)
     model = ckpt.model.eval().to(memory_format=torch.channels_last)
     x = x.contiguous(memory_format=torch.channels_last)
     norm, eps = str(threat["norm"]), float(threat["eps"])  # type: ignore[arg-type]
