@@ -41,7 +41,9 @@ def add_eval(sub: Subparsers) -> None:
                        "Writes per_example.csv, summary.csv, sweeps.csv, result.json and parts/ under --out.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint file (ours, or a plain state_dict with --arch and --dataset)")
-    p.add_argument("--suite", default="quick", help="suite name (quick, full, ...) or path to a .toml file")
+    p.add_argument("--suite", default="quick", help="suite name (quick: PGD-20 + AutoAttack; fast: an AutoAttack-grade verdict in under a third "
+                   "of its time, with attack-failure indicators; full; act, afd, afd_mnist, arrest: the papers' "
+                   "grids; docs/evaluation.md) or path to a .toml file")
     p.add_argument("--n-examples", type=positive_int, default=None,
                    help="evaluate a fixed class-balanced subset of N test examples (round-robin over classes); default all")
     p.add_argument("--batch-size", type=positive_int, default=None, help="attack batch size (default: 128 on a CPU, 256 on a GPU)")
