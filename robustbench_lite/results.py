@@ -71,6 +71,21 @@ def pct(mask: Sequence[bool]) -> float:
     return round(100.0 * sum(1 for m in mask if m) / len(mask), 2) if len(mask) else 0.0
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float] | None:
+    """The 95% Wilson score interval (Wilson 1927) of a share of ``successes`` in ``n`` trials, in
+    percent: the sampling error of an accuracy measured on ``n`` points. None when ``n`` is 0 (no
+    interval exists). Unlike the normal approximation it stays inside [0, 100] and is not empty at
+    0% or 100% (n = 40 at 85%: about 71.0 to 92.9)."""
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} successes out of {n} trials")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, 100.0 * (centre - half)), min(100.0, 100.0 * (centre + half))
+
+
 def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
     """Per example: robust at (norm, eps) against every part given (the worst-case rule)."""
     robust = [bool(c) for c in clean]

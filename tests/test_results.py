@@ -153,3 +153,14 @@ def test_worst_case_does_not_depend_on_part_order(shuffle: bool) -> None:
     clean, parts = cascade_run()
     order = parts[::-1] if shuffle else parts
     assert worst_case(clean, order, "linf", 0.3) == worst_case(clean, parts, "linf", 0.3)
+
+
+def test_wilson_interval_matches_scipy() -> None:
+    from scipy.stats import binomtest
+
+    from robustbench_lite.results import wilson_interval
+    for k, n in [(34, 40), (0, 10), (10, 10), (1, 3), (500, 1000)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        lo, hi = wilson_interval(k, n)
+        assert abs(lo - 100 * ci.low) < 1e-9 and abs(hi - 100 * ci.high) < 1e-9
+    assert wilson_interval(0, 0) is None
