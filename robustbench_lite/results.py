@@ -83,7 +83,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     p, z2 = successes / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, 100.0 * (centre - half)), min(100.0, 100.0 * (centre + half))
+    lo, hi = max(0.0, 100.0 * (centre - half)), min(100.0, 100.0 * (centre + half))
+    return (0.0 if successes == 0 else lo), (100.0 if successes == n else hi)
 
 
 def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
