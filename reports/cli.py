@@ -1,4 +1,4 @@
-"""``bench`` subcommands of reports: ardist, leaderboard, report, export.
+"""``bench`` subcommands of reports: ardist, leaderboard, report, serve, export.
 
 :func:`register` adds them to ``bench``'s subparsers (one ``add_<cmd>`` / ``cmd_<cmd>`` pair per
 command, see :mod:`robustbench_lite.cliargs`); ``bench`` turns a :class:`BenchError` into one line
@@ -31,10 +31,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def register(sub: Subparsers) -> None:
-    """Add ``ardist``, ``leaderboard``, ``report`` and ``export`` to ``bench``'s subparsers."""
+    """Add ``ardist``, ``leaderboard``, ``report``, ``serve`` and ``export`` to ``bench``'s subparsers."""
     add_ardist(sub)
     add_leaderboard(sub)
     add_report(sub)
+    add_serve(sub)
     add_export(sub)
 
 
@@ -127,27 +128,77 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 # -- report ---------------------------------------------------------------------------------------
 
 def add_report(sub: Subparsers) -> None:
-    """``bench report [--db PATH] [--out DIR] [--baselines EXTRA.csv ...]``."""
-    p = sub.add_parser("report", help="write a Markdown and HTML report with figures from the stored results",
-                       description="Write a Markdown and HTML report with figures from the stored results.")
+    """``bench report [--db PATH] [--out DIR] [--baselines EXTRA.csv ...] [--serve [--port N]]``."""
+    p = sub.add_parser("report", help="write the leaderboard site, a Markdown report and figures from the stored results",
+                       description="Write the leaderboard site (index.html, a page per evaluation, the run files; it works "
+                       "opened from disk or from any static host), the Markdown report (report.md, with report.html) and the "
+                       "figures from the stored results.")
     _add_db(p)
     p.add_argument("--out", type=Path, default=Path("runs") / "report", metavar="DIR",
-                   help="folder for report.md, index.html and the figures (default: runs/report)")
+                   help="folder for the site (index.html, eval/, runs/, assets/), report.md, report.html and the "
+                        "figures (default: runs/report)")
     _add_baselines(p)
     p.add_argument("--with-robustbench", action="store_true",
-                   help="also plot every RobustBench leaderboard entry of the results' dataset and threat (clean vs AutoAttack)")
+                   help="also show every RobustBench leaderboard entry (and the papers' rows) of each table's dataset "
+                        "and threat in the site, and plot RobustBench's entries in the tradeoff figures")
+    p.add_argument("--serve", action="store_true", help="then serve the folder on 127.0.0.1 (as `bench serve DIR`)")
+    _add_port(p)
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    check_out_folder(args.out, files=("report.md", "index.html"))
+    check_out_folder(args.out, files=("report.md", "report.html", "index.html"))
     from .baselines import load_baselines
     from .report import build_report
-    from .store import load_records
+    from .site import build_site, store_records
 
-    files = build_report(load_records(args.db), args.out, baselines=load_baselines(extra_files=args.baselines or ()),
-                         robustbench=args.with_robustbench)
-    print(f"wrote {files.html} and {files.markdown} ({len(files.figures)} figures as PNG and PDF)")
+    records, paths = store_records(args.db)
+    baselines = load_baselines(extra_files=args.baselines or ())
+    files = build_report(records, args.out, baselines=baselines, robustbench=args.with_robustbench,
+                         html_name="report.html")
+    site = build_site(records, args.out, result_paths=paths, baselines=baselines, robustbench=args.with_robustbench,
+                      links=(("report.md", "report.md"), ("report.html", "report.html")))
+    print(f"wrote the site {site.index} ({site.tables} table(s), {len(site.pages)} evaluation page(s)), "
+          f"{files.markdown} and {files.html} ({len(files.figures)} figures as PNG and PDF)")
+    if args.serve:
+        return _serve(args.out, args.port)
+    return 0
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+def _add_port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0, metavar="N",
+                        help="port on 127.0.0.1 to serve on (default: 0, a free one)")
+
+
+def add_serve(sub: Subparsers) -> None:
+    """``bench serve DIR [--port N]``."""
+    p = sub.add_parser("serve", help="serve a site written by `bench report` on 127.0.0.1 and print its address",
+                       description="Serve a site written by `bench report` on 127.0.0.1 (Ctrl-C stops).")
+    p.add_argument("dir", type=Path, metavar="DIR", help="the folder `bench report --out DIR` wrote")
+    _add_port(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _serve(args.dir, args.port)
+
+
+def _serve(folder: Path, port: int) -> int:
+    from .site import make_server
+
+    if not 0 <= port <= 65535:
+        raise BenchError(f"--port must be between 0 and 65535, got {port}.")
+    server = make_server(folder, port)
+    host, bound = server.server_address[:2]
+    print(f"serving {folder} at http://{host}:{bound}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

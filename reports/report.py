@@ -164,8 +164,11 @@ def _html(title: str, records: Sequence[Mapping[str, Any]], summaries: Sequence[
 
 def build_report(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
                  baselines: pd.DataFrame | None = None, title: str = "robustbench_lite report",
-                 robustbench: bool = False) -> ReportFiles:
+                 robustbench: bool = False, html_name: str = "index.html") -> ReportFiles:
     """Write figures, ``report.md`` and ``index.html`` for ``records`` into ``out_dir``.
+
+    ``html_name`` names the static HTML page (``bench report`` writes ``report.html``: its
+    ``index.html`` is the leaderboard site, :func:`reports.site.build_site`).
 
     ``baselines`` defaults to the packaged paper tables (``load_baselines(extra_files=...)`` adds yours);
     ``robustbench`` adds RobustBench's leaderboard entries (same dataset and threat) to the tradeoff figures.
@@ -181,7 +184,7 @@ def build_report(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
     entries = leaderboard_entries(records, baselines=baselines)
     published = _published_tables(records, summaries, baselines)
     figures = tuple(make_figures(records, out / "figures", baselines, robustbench))
-    md_path, html_path = out / "report.md", out / "index.html"
+    md_path, html_path = out / "report.md", out / html_name
     md_path.write_text(_markdown(title, records, summaries, entries, published, figures, out), encoding="utf-8")
     html_path.write_text(_html(title, records, summaries, entries, published, figures, out), encoding="utf-8")
     logger.info("wrote %s and %s with %d figures", md_path, html_path, len(figures))
