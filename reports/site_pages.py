@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from robustbench_lite.files import csv_text
-from robustbench_lite.results import SUMMARY_COLUMNS, num
+from robustbench_lite.results import SUMMARY_COLUMNS, num, upgrade_record
 
 from .records import RecordSummary
 from .site_checks import check_help
@@ -85,6 +85,7 @@ def summary_table_rows(ev: Evaluation, site_run: Path) -> tuple[list[str], list[
 
 
 def _record_summary_rows(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    record = upgrade_record(record)  # format 1 rows get their registry name, kind and exactness
     rows = record.get("summary") or record.get("attacks") or []
     return [r for r in rows if isinstance(r, Mapping)]
 

@@ -37,7 +37,7 @@ def db(tmp_path: Path) -> Path:
 
 def test_every_option_has_help() -> None:
     sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"ardist", "leaderboard", "report", "export"}
+    assert set(sub.choices) == {"ardist", "leaderboard", "report", "serve", "export"}
     for name, p in sub.choices.items():
         for action in p._actions:
             if not isinstance(action, argparse._HelpAction):
