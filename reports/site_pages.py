@@ -38,7 +38,7 @@ def page(title: str, body: str, depth: int = 0) -> str:
     up = "../" * depth
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{e(title)}</title><link rel=\"stylesheet\" href=\"{up}assets/site.css\"></head><body>"
+            f"<title>{e(title)}</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"{up}assets/site.css\"></head><body>"
             f'<div id="tip" role="tooltip" hidden></div>{body}'
             f'<script src="{up}assets/site.js"></script></body></html>\n')
 

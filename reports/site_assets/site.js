@@ -25,7 +25,7 @@
       var x = cellValue(a, index), y = cellValue(b, index);
       if (x === "" || y === "") { return x === y ? 0 : (x === "" ? 1 : -1); }  /* missing values last */
       if (numeric) { return sign * (parseFloat(x) - parseFloat(y)); }
-      return sign * x.localeCompare(y);
+      return sign * (x < y ? -1 : x > y ? 1 : 0);  /* code-point order: the same in every locale */
     });
     rows.forEach(function (r) { body.appendChild(r); });
     announce(table.caption.textContent.split(":")[0] + ": sorted by " + th.textContent.trim() + ", " + dir + ".");
