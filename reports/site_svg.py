@@ -45,15 +45,24 @@ class Series:
     tips: tuple[str, ...]
 
 
-def _range(values: Sequence[float], lo_floor: float | None = None, hi_ceil: float | None = None) -> tuple[float, float]:
-    """An axis range holding every value with a 6% margin either side (never empty)."""
+def _range(values: Sequence[float], lo_floor: float | None = None, hi_ceil: float | None = None,
+           min_span: float = 0.0) -> tuple[float, float]:
+    """An axis range holding every value with a 6% margin either side, at least ``min_span`` wide,
+    kept within [lo_floor, hi_ceil] (plus a 2% margin) where the values are: no point sits on the frame."""
     lo, hi = min(values), max(values)
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
     span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
-    lo, hi = lo - 0.06 * span, hi + 0.06 * span
-    if lo_floor is not None and min(values) >= lo_floor:
-        lo = max(lo, lo_floor - 0.02 * span)
-    if hi_ceil is not None and max(values) <= hi_ceil:
-        hi = min(hi, hi_ceil + 0.02 * span)
+    lo, hi, m = lo - 0.06 * span, hi + 0.06 * span, 0.02 * span
+    low = lo_floor - m if lo_floor is not None and min(values) >= lo_floor else -math.inf
+    high = hi_ceil + m if hi_ceil is not None and max(values) <= hi_ceil else math.inf
+    if hi - lo >= high - low:
+        return low, high
+    if lo < low:
+        lo, hi = low, hi + (low - lo)
+    if hi > high:
+        lo, hi = lo - (hi - high), high
     return lo, hi
 
 
@@ -120,7 +129,7 @@ def scatter(points: Sequence[Point], xlabel: str, ylabel: str, title: str) -> st
     """A scatter plot of ``points`` (accuracies in %): '' when there are none."""
     if not points:
         return ""
-    frame = _Frame(_range([p.x for p in points], 0.0, 100.0), _range([p.y for p in points], 0.0, 100.0))
+    frame = _Frame(_range([p.x for p in points], 0.0, 100.0, 10.0), _range([p.y for p in points], 0.0, 100.0, 10.0))
     out = [_open(title), *frame.axes(xlabel, ylabel)]
     for kind in ("published", "unreliable", "ours"):  # ours drawn last, on top
         out += [_marker(p.kind, frame.x(p.x), frame.y(p.y), p.tip) for p in points if p.kind == kind]
@@ -134,7 +143,7 @@ def lines(series: Sequence[Series], xlabel: str, ylabel: str, title: str) -> str
     ys = [y for s in series for y in s.ys]
     if not xs:
         return ""
-    frame = _Frame(_range(xs, 0.0), _range(ys, 0.0, 100.0))
+    frame = _Frame(_range(xs, 0.0), _range(ys, 0.0, 100.0, 10.0))
     out = [_open(title), *frame.axes(xlabel, ylabel)]
     for i, s in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]

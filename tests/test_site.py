@@ -133,7 +133,9 @@ def test_site_files_and_no_network(site: SiteFiles) -> None:
         page = Page(text)
         assert not re.search(r"(src|href)=\"(https?:)?//", text), path  # no CDN, nothing fetched
         assert ("script", "assets/site.js" if path == site.index else "../assets/site.js") in page.refs
-        for tag, ref in page.refs:  # every link resolves inside the folder
+        for tag, ref in page.refs:  # every link resolves inside the folder (the empty favicon is inline)
+            if ref == "data:,":
+                continue
             target = (path.parent / ref.split("#")[0]).resolve()
             assert target.is_file() and root.resolve() in target.parents, (path.name, ref)
 
@@ -275,3 +277,19 @@ def test_cli_report_writes_the_site_and_serve_serves_it(tmp_path: Path, capsys: 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("xy", [[(0.0, 0.0), (100.0, 100.0)], [(100.0, 12.5)], [(0.0, 0.0)], [(99.2, 99.4), (99.4, 99.2)],
+                                [(50.0, 50.0)] * 3])
+def test_scatter_never_puts_a_point_on_the_frame(xy: list[tuple[float, float]]) -> None:
+    from robustbench_lite.reports.site_svg import Point, scatter
+
+    svg = scatter([Point(f"p{i}", x, y, "ours", f"p{i}: clean {x}%, robust {y}%") for i, (x, y) in enumerate(xy)], "x", "y", "t")
+    x0, y0, w, h = map(float, re.search(r'class="frame" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"',
+                                        svg).groups())
+    centres = [(float(a), float(b)) for a, b in re.findall(r'<circle cx="([\d.-]+)" cy="([\d.-]+)"', svg)]
+    assert len(centres) == len(xy)
+    for cx, cy in centres:  # the marker's radius (5.5) and more inside
+        assert x0 + 6 <= cx <= x0 + w - 6 and y0 + 6 <= cy <= y0 + h - 6, (cx, cy)
+    ticks = [float(t) for t in re.findall(r'class="tick"[^>]*>([-\d.e]+)<', svg)]
+    assert ticks and min(ticks) >= -5 and max(ticks) <= 105  # accuracy axes stay near [0, 100]
