@@ -113,6 +113,8 @@ def _accuracy_cell(entry: Entry, metric: str) -> Cell:
     if len(entry.records) != 1 or entry.records[0].n is None:
         return Cell(e(text + mark), repr(mean), f"no interval: the mean of {len(entry.records)} seeds (± their std)")
     n = entry.records[0].n
+    if n <= 0:
+        return Cell(e(text + mark), repr(mean), "no interval: no point was evaluated (n = 0)")
     successes = round(mean * n / 100)
     ci = wilson_interval(successes, n) if abs(100.0 * successes / n - mean) <= 0.006 + 1e-9 else None
     if ci is None:

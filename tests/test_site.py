@@ -293,3 +293,19 @@ def test_scatter_never_puts_a_point_on_the_frame(xy: list[tuple[float, float]]) 
         assert x0 + 6 <= cx <= x0 + w - 6 and y0 + 6 <= cy <= y0 + h - 6, (cx, cy)
     ticks = [float(t) for t in re.findall(r'class="tick"[^>]*>([-\d.e]+)<', svg)]
     assert ticks and min(ticks) >= -5 and max(ticks) <= 105  # accuracy axes stay near [0, 100]
+
+
+def test_degenerate_and_hostile_records_build_and_stay_escaped(tmp_path: Path) -> None:
+    rec = json.loads((FIXTURES / "reports" / "records" / "natural.json").read_text())
+    odd = copy.deepcopy(rec)
+    odd["checkpoint"].update(sha256="e" * 64, path='runs/<img src=x onerror="alert(1)">/ckpt.pt', defense="<b>x</b>")
+    odd.update(n=0, clean_accuracy=50.0, robust_accuracy=None, attacks=[], sweeps=[], checks=["not a check"])
+    odd.pop("summary", None)
+    files = build_site([rec, odd], tmp_path / "s")
+    for path in [files.index, *files.pages]:
+        text = path.read_text(encoding="utf-8")
+        assert "<img src=x" not in text and "<b>x</b>" not in text
+    rows = {r["model"]: r for r in board_rows(page_of(files.index))}
+    bad = rows['<img src=x onerror="alert(1)">']
+    assert bad["clean %"] == "50.00" and bad["robust %"] == ""  # no interval on 0 points and bad["attack s"] == "" and bad["gap"] == ""
+    assert "No per-attack rows" in next(p for p in files.pages if "onerror" in p.name).read_text(encoding="utf-8")
