@@ -309,3 +309,21 @@ def test_degenerate_and_hostile_records_build_and_stay_escaped(tmp_path: Path) -
     bad = rows['<img src=x onerror="alert(1)">']
     assert bad["clean %"] == "50.00" and bad["robust %"] == ""  # no interval on 0 points and bad["attack s"] == "" and bad["gap"] == ""
     assert "No per-attack rows" in next(p for p in files.pages if "onerror" in p.name).read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_bench_serve_prints_the_address_it_serves(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    files = build_site([json.loads((FIXTURES / "reports" / "records" / "natural.json").read_text())], tmp_path / "s")
+    proc = subprocess.Popen([sys.executable, "-m", "robustbench_lite", "serve", str(files.index.parent)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"at (http://127\.0\.0\.1:\d+/)", line).group(1)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and b'id="search"' in r.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
