@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
-import io
 import json
 import logging
 import math
@@ -72,16 +71,16 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def summary_table_rows(ev: Evaluation, site_run: Path) -> tuple[list[str], list[dict[str, str]], str]:
-    """(columns, rows as text, where they came from) of the per-attack table: the run's summary.csv
-    as written, else the record's ``summary`` rows (format 2) or ``attacks`` rows (format 1)."""
+def summary_table_rows(site_run: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows as text) of the per-attack table: the site's copy of summary.csv, as written
+    (:func:`copy_run_files` writes it from the record's rows where the run folder has none)."""
     path = site_run / "summary.csv"
-    if path.is_file():
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = [dict(r) for r in reader]
-            return list(reader.fieldnames or []), rows, "summary.csv"
-    return [], [], ""
+    if not path.is_file():
+        return [], []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = [dict(r) for r in reader]
+        return list(reader.fieldnames or []), rows
 
 
 def _record_summary_rows(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -112,6 +111,7 @@ def copy_run_files(ev: Evaluation, site_run: Path) -> list[tuple[str, str]]:
         elif name in ("result.json", "summary.csv", "per_example.csv"):
             out.append((name, "missing: the run folder is not found" if ev.run_dir is None or not ev.run_dir.is_dir()
                         else "missing from the run folder"))
+            logger.info("%s: %s %s", ev.summary.model, name, out[-1][1])
     return out
 
 
@@ -204,7 +204,7 @@ def evaluation_page(ev: Evaluation, site_root: Path) -> str:
     s = ev.summary
     site_run = site_root / "runs" / ev.slug
     files = copy_run_files(ev, site_run)
-    cols, rows, source = summary_table_rows(ev, site_run)
+    cols, rows = summary_table_rows(site_run)
     parts = [f'<nav><a href="../index.html">&larr; leaderboard</a></nav><h1>{e(s.model)}</h1>',
              f"<p>{e(s.dataset)} &middot; {e(s.threat)} &middot; suite {e(s.suite_name)} &middot; recipe "
              f"{e(s.defense or 'unknown')} &middot; {e(s.arch)}. Clean accuracy "
