@@ -167,7 +167,7 @@ def _row(rank: int, entry: Entry, evals: Sequence[Evaluation], threat: str) -> t
     else:
         model = e(entry.model)
     suites = sorted({s.suite_name for s in entry.records})
-    suite = ", ".join(suites) + " · worst case over its attacks" if suites else e(entry.source)
+    suite = ", ".join(suites) + " · worst case over its attacks" if suites else entry.source
     cells = {"rank": Cell(str(rank), str(rank)), "model": Cell(model, entry.model.lower()),
              "recipe": Cell(e(entry.defense), entry.defense.lower()), "arch": Cell(e(entry.arch), entry.arch.lower()),
              "suite": Cell(e(suite), suite.lower()),
