@@ -167,7 +167,12 @@ def _row(rank: int, entry: Entry, evals: Sequence[Evaluation], threat: str) -> t
     else:
         model = e(entry.model)
     suites = sorted({s.suite_name for s in entry.records})
-    suite = ", ".join(suites) + " · worst case over its attacks" if suites else entry.source
+    if suites:
+        suite = ", ".join(suites) + " · worst case over its attacks"
+    elif entry.zoo is not None:
+        suite = f"{entry.source} · lower of AutoAttack and best known"
+    else:
+        suite = f"{entry.source} · as the paper reports"
     cells = {"rank": Cell(str(rank), str(rank)), "model": Cell(model, entry.model.lower()),
              "recipe": Cell(e(entry.defense), entry.defense.lower()), "arch": Cell(e(entry.arch), entry.arch.lower()),
              "suite": Cell(e(suite), suite.lower()),

@@ -327,3 +327,16 @@ def test_bench_serve_prints_the_address_it_serves(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_suite_column_says_what_the_robust_accuracy_is(site: SiteFiles) -> None:
+    rows = board_rows(page_of(site.index))
+    ours = [r for r in rows if r["@data-origin"] == "ours"]
+    assert all(r["suite / verdict"].endswith("worst case over its attacks") for r in ours)
+    assert {r["suite / verdict"].split(" · ")[0] for r in ours} >= {"quick", "tiny", "l2suite"}
+    zoo = [r for r in rows if "RobustBench" in r["suite / verdict"]]
+    assert zoo and all(r["suite / verdict"].endswith("lower of AutoAttack and best known") for r in zoo)
+    for r in zoo:  # RobustBench ranks by the lower of the two
+        aa, best = r["AutoAttack %"], r["best known %"]
+        if aa and best:
+            assert float(r["robust %"]) == pytest.approx(min(float(aa), float(best)), abs=0.006)
