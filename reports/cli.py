@@ -74,9 +74,12 @@ def add_ardist(sub: Subparsers) -> None:
 
 
 def cmd_ardist(args: argparse.Namespace) -> int:
-    from .ardist import accuracy_sum, ardist, resolve_curve
+    from .ardist import accuracy_sum, ardist, point_refusal, resolve_curve
 
     clean, robust = _percent("clean", args.clean), _percent("robust", args.robust)
+    why = point_refusal(clean, robust)
+    if why:
+        raise BenchError(why)
     curve = resolve_curve(args.curve)
     print(f"ARDist: {ardist(clean, robust, curve):.3f}  (curve {curve.name}: {curve})")
     print(f"Sum: {accuracy_sum(clean, robust):.2f}")
