@@ -145,8 +145,11 @@ def add_report(sub: Subparsers) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     check_out_folder(args.out, files=("report.md", "index.html"))
     from .baselines import load_baselines
-    from .report import build_report
+    from .report import build_report, check_report_inputs
     from .store import load_records
+
+    db = Path(args.db)
+    check_report_inputs(args.out, [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm")), *(args.baselines or ())])
 
     files = build_report(load_records(args.db), args.out, baselines=load_baselines(extra_files=args.baselines or ()),
                          robustbench=args.with_robustbench)

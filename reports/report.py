@@ -41,6 +41,26 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
+REPORT_FILES = ("report.md", "index.html")
+FIGURES_DIR = "figures"
+
+
+def check_report_inputs(out_dir: str | Path, inputs: Sequence[str | Path]) -> None:
+    """A :class:`BenchError`, before anything is written, when a file :func:`build_report` would write
+    into ``out_dir`` (``report.md``, ``index.html``, anything under ``figures/``) is one of ``inputs``
+    (the results store and its ``-wal``/``-shm`` files, baseline CSV files)."""
+    from .store import same_path
+
+    out = Path(out_dir)
+    figures = (out / FIGURES_DIR).resolve()
+    for item in inputs:
+        p = Path(item)
+        clash = any(same_path(p, out / name) for name in REPORT_FILES)
+        if clash or p.resolve().is_relative_to(figures):
+            raise BenchError(f"--out {out} would overwrite the input {p} (the report writes {', '.join(REPORT_FILES)} "
+                             f"and {FIGURES_DIR}/ there); choose another --out folder.")
+
+
 @dataclass(frozen=True)
 class ReportFiles:
     """What :func:`build_report` wrote."""
