@@ -22,6 +22,28 @@ says so, with the commit, under the table. A fitted cubic is never extrapolated:
 a clean accuracy outside the range of the points it was fitted on (the five published MNIST points span
 98.8-99.4% clean).
 
+Rankings. Only comparable rows are ranked together: one ranking per (dataset, threat)
+(:class:`Ranking`), rendered under a heading that names both. A published row (a paper's table,
+RobustBench) joins only the ranking of its own dataset and threat (eps within ``THREAT_REL_TOL``).
+Each row names the suite that produced it (``suite``: this version's built-in suite by name; any
+other suite text with its hash) and the kind of verdict its robust accuracy is (``verdict``:
+``AutoAttack``, ``fast verdict``, ``worst case`` of the suite's attacks, ``none`` when no attack ran
+at the threat); the same model under two suites is two rows. Seeds merge only when every record
+names a distinct ``checkpoint.seed``; otherwise each record is its own row, and rows that would still
+read alike get the checkpoint's hash in their name. Accuracies on n points carry their 95% Wilson
+score interval (:func:`robustbench_lite.results.wilson_interval`; over the pooled points of the
+seeds). A row with no robust accuracy shows the cell blank with the reason and ranks after every row
+with one (after the rows with failed checks' rule, which comes first).
+
+Public functions (used by the report and the website):
+
+- :func:`leaderboard_rankings` -- the :class:`Ranking` objects of records (+ baselines), each ranked;
+- :func:`ranking_groups` -- the (dataset, threat) pairs present, in ranking order;
+- :func:`ranking_entries` -- the ranked entries of one (dataset, threat);
+- :func:`rankings` -- split already-built entries into rankings;
+- :func:`leaderboard_entries` -- every ranking's entries, concatenated in ranking order;
+- :func:`leaderboard` -- a store rendered as text, CSV, Markdown or HTML, one table per ranking.
+
 Example::
 
     >>> print(leaderboard("runs/leaderboard.sqlite", dataset="cifar10", threat="linf:8/255"))
@@ -32,21 +54,22 @@ import json
 import logging
 import os.path
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from robustbench_lite.errors import BenchError
-from robustbench_lite.results import mean_std
+from robustbench_lite.results import mean_std, wilson_interval
 from robustbench_lite.zoo import ZooEntry, all_entries, source_commit
 
 from .ardist import Cubic, ardist_or_reason
 from .baselines import (ARDIST_FITS, DEFAULT_ARDIST_FIT, ardist_curve, baseline_entries, dataset_key, load_baselines,
                         robustbench_points)
 from .records import RecordSummary, format_threat, parse_threat, same_eps, summarize
-from .render import DEFAULT_SORT, FORMATS, METRICS, SORT_COLUMNS, TEXT_SORT, render_table  # noqa: F401
+from .render import (ACCURACIES, DEFAULT_SORT, FORMATS, METRICS, SORT_COLUMNS, TEXT_SORT, render_table,  # noqa: F401
+                     split_rankings)
 from .store import load_records
 
 logger = logging.getLogger(__name__)
@@ -78,9 +101,17 @@ class Entry:
     notes: tuple[tuple[str, str], ...] = ()  # (metric, why) a cell is blank, e.g. no well-conditioned ARDist curve
     zoo: ZooEntry | None = None  # the RobustBench leaderboard entry this line shows
     ardist_fit: str = ""  # under the table: the curve ARDist used, when not the default (papers') fit
+    suite: str = ""  # the suite that produced the row (RecordSummary.suite); "" for published rows
+    verdict: str = ""  # AutoAttack, fast verdict, worst case, none; published rows: what the source reports
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # accuracy -> 95% interval
 
     def get(self, metric: str) -> float | None:
         return self.values.get(metric, (None, None))[0]
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """(dataset, threat): the ranking this entry belongs to."""
+        return self.dataset, self.threat
 
     @property
     def unreliable(self) -> bool:
@@ -138,9 +169,16 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
     groups: dict[tuple[Any, ...], list[RecordSummary]] = {}
     for s in summaries:
         groups.setdefault(_group_key(s), []).append(s)
+    split: list[list[RecordSummary]] = []
+    for members in groups.values():  # seeds merge only when each record names its own seed
+        seeds = [s.checkpoint_seed for s in members]
+        if len(members) > 1 and (None in seeds or len(set(seeds)) < len(seeds)):
+            split += [[s] for s in members]
+        else:
+            split.append(members)
     curves = _Curves(ardist_fit, baselines, zoo_table)
     out = []
-    for members in groups.values():
+    for members in split:
         members = sorted(members, key=lambda s: (s.checkpoint_seed is None, s.checkpoint_seed or 0, s.model))
         first = members[0]
         curve, no_curve, fit_note = curves(first.dataset, first.norm, first.eps)
@@ -154,6 +192,8 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
             per_metric["ardist"].append(value)
             if why:
                 notes.append(("ardist", why))
+            if s.robust is None:
+                notes.append(("robust", s.robust_why))
         failed = tuple((s.model, str(c.get("name", "?")), str(c.get("detail", ""))) for s in members
                        for c in s.failed_checks)
         has_checks = any(s.checks for s in members)
@@ -162,13 +202,33 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
         failed_names = list(dict.fromkeys(name for _, name, _ in failed))
         ns = sorted({s.n for s in members if s.n is not None})
         seeds = len({s.checkpoint_seed for s in members}) if len(members) > 1 else 1
+        verdicts = list(dict.fromkeys(s.verdict for s in members))
         out.append(Entry(
             model=_group_name([s.model for s in members]), defense=first.defense, arch=first.arch,
             dataset=first.dataset, threat=first.threat, values={m: mean_std(v) for m, v in per_metric.items()},
             sanity=("FAILED: " + ", ".join(failed_names) if failed else "ok") if has_checks else "not run",
             n="" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"), seeds=seeds,
             source="this run", records=tuple(members), failed_checks=failed, scopes=scopes,
-            notes=tuple(dict.fromkeys(notes)), ardist_fit=fit_note))
+            notes=tuple(dict.fromkeys(notes)), ardist_fit=fit_note, suite=first.suite,
+            verdict=verdicts[0] if len(verdicts) == 1 else "mixed: " + ", ".join(verdicts),
+            intervals=_intervals(members)))
+    return out
+
+
+def _intervals(members: Sequence[RecordSummary]) -> dict[str, tuple[float, float]]:
+    """The 95% Wilson interval of each accuracy over the members' pooled points: the number of
+    points each accuracy counts (round(acc * n / 100)) summed over the seeds, out of their summed n.
+    None of an accuracy when a member lacks it or its n."""
+    out = {}
+    for m in ACCURACIES:
+        values = [(getattr(s, m), s.n) for s in members]
+        if not values or any(v is None or not n for v, n in values):
+            continue
+        k = sum(int(round(float(v) * n / 100.0)) for v, n in values)  # type: ignore[arg-type, operator]
+        total = sum(int(n) for _, n in values)  # type: ignore[arg-type]
+        ci = wilson_interval(min(max(k, 0), total), total)
+        if ci is not None:
+            out[m] = ci
     return out
 
 
@@ -199,7 +259,9 @@ def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = 
         name = e["method"] + (f" ({e['setting']})" if e["setting"] else "")
         out.append(Entry(model=name, defense="published", arch=e["architecture"], dataset=e["dataset"],
                          threat=format_threat(e["norm"], e["eps"]) if e["norm"] else "", values=values,
-                         published=True, source=f"published: {e['source']}", ardist_fit=fit_note))
+                         published=True, source=f"published: {e['source']}", ardist_fit=fit_note,
+                         verdict="published" if e["robust"] is not None else "none",
+                         notes=(() if e["robust"] is not None else (("robust", "the paper gives no robust accuracy"),))))
     return out
 
 
@@ -229,7 +291,9 @@ def zoo_entries(dataset: str, norm: str | None = None, eps: float | None = None,
         values["ardist"] = (_ardist(z.clean_acc, z.autoattack_acc, curve, no_curve)[0], None)
         out.append(Entry(model=z.name, defense="published", arch=z.architecture, dataset=z.dataset, threat=z.threat,
                          values=values, sanity="UNRELIABLE (RobustBench)" if z.unreliable else "", published=True,
-                         source=source, zoo=z, ardist_fit=fit_note))
+                         source=source, zoo=z, ardist_fit=fit_note,
+                         verdict=("AutoAttack" if z.external_acc is None else "best known") if robust is not None else "none",
+                         notes=(() if robust is not None else (("robust", "RobustBench gives no robust accuracy"),))))
     return out
 
 
@@ -241,16 +305,17 @@ def rank_entries(entries: Sequence[Entry], sort: str = DEFAULT_SORT) -> list[Ent
 
     def key(e: Entry) -> tuple[Any, ...]:
         tie = (-(e.get("clean") or 0.0), e.model, e.source)
+        first = (e.unreliable, e.get("robust") is None)  # broken, then unmeasured rows last whatever the sort
         if sort in TEXT_SORT:
             value = getattr(e, sort)
-            return (e.unreliable, value == "", value.lower(), *tie)
+            return (*first, value == "", value.lower(), *tie)
         if sort == "n":
             value = float(e.n.split("-")[0]) if e.n else None
         elif sort == "seeds":
             value = e.seeds
         else:
             value = e.get(sort)
-        return (e.unreliable, value is None, -(value or 0.0), *tie)
+        return (*first, value is None, -(value or 0.0), *tie)
 
     return sorted(entries, key=key)
 
@@ -272,10 +337,50 @@ def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | Non
                         baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT,
                         zoo_table: Sequence[ZooEntry] | None = None,
                         ardist_fit: str = DEFAULT_ARDIST_FIT) -> list[Entry]:
-    """Ranked entries of ``records`` (plus, ``with_baselines``, the published rows and RobustBench's
-    leaderboard entries of the same datasets and threats; ``zoo_table`` defaults to the packaged one).
-    ``ardist_fit``: ``published`` (the papers' curves) or ``robustbench`` (a cubic fitted on RobustBench's
-    leaderboard of each line's dataset and threat)."""
+    """Every ranking's entries (:func:`leaderboard_rankings`), concatenated in ranking order; a
+    published row that joins two rankings (e.g. ``mnist`` and ``mnist5k``) appears in each."""
+    return [e for r in leaderboard_rankings(records, dataset, threat, with_baselines, baselines, sort, zoo_table,
+                                            ardist_fit) for e in r.entries]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The ranked entries of one (dataset, threat): the only rows that may be compared."""
+
+    dataset: str
+    threat: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset}, {self.threat}"
+
+
+def _distinguish(entries: Sequence[Entry]) -> list[Entry]:
+    """Rows of one ranking that would read alike (same model, suite, verdict) get their checkpoint's
+    hash in the name, so that no two rows are mistaken for one."""
+    count: dict[tuple[str, str, str], int] = {}
+    for e in entries:
+        count[(e.model, e.suite, e.verdict)] = count.get((e.model, e.suite, e.verdict), 0) + 1
+    out = []
+    for e in entries:
+        if count[(e.model, e.suite, e.verdict)] > 1 and e.records:
+            shas = "+".join(dict.fromkeys(r.sha256[:8] for r in e.records))
+            e = replace(e, model=f"{e.model} [{shas}]")
+        out.append(e)
+    return out
+
+
+def rankings(entries: Sequence[Entry], sort: str = DEFAULT_SORT) -> list[Ranking]:
+    """Split entries into one :class:`Ranking` per (dataset, threat) (published rows join the ranking
+    of their own dataset and threat; :func:`reports.render.split_rankings`), each ranked by ``sort``."""
+    return [Ranking(ds, threat, tuple(_distinguish(rank_entries(ents, sort))))
+            for (ds, threat), ents in split_rankings(entries)]
+
+
+def _all_entries(records: Iterable[Mapping[str, Any]], dataset: str | None, threat: str | None,
+                 with_baselines: bool, baselines: pd.DataFrame | None, sort: str,
+                 zoo_table: Sequence[ZooEntry] | None, ardist_fit: str) -> list[Entry]:
     if sort not in SORT_COLUMNS:
         raise BenchError(f"unknown sort column {sort!r}; valid: {', '.join(SORT_COLUMNS)}.")
     if ardist_fit not in ARDIST_FITS:
@@ -305,7 +410,45 @@ def leaderboard_entries(records: Iterable[Mapping[str, Any]], dataset: str | Non
                 if ident not in seen:  # records at 8/255 and at 0.031 select the same leaderboard
                     seen.add(ident)
                     entries.append(e)
-    return rank_entries(entries, sort)
+    return entries
+
+
+def leaderboard_rankings(records: Iterable[Mapping[str, Any]], dataset: str | None = None,
+                         threat: str | None = None, with_baselines: bool = False,
+                         baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT,
+                         zoo_table: Sequence[ZooEntry] | None = None,
+                         ardist_fit: str = DEFAULT_ARDIST_FIT) -> list[Ranking]:
+    """One :class:`Ranking` per (dataset, threat) of ``records`` (only ``dataset`` / ``threat`` if given),
+    plus, ``with_baselines``, the published rows and RobustBench's leaderboard entries of the same
+    datasets and threats (``zoo_table`` defaults to the packaged one). ``ardist_fit``: ``published``
+    (the papers' curves) or ``robustbench`` (a cubic fitted on RobustBench's leaderboard of each line's
+    dataset and threat)."""
+    return rankings(_all_entries(records, dataset, threat, with_baselines, baselines, sort, zoo_table, ardist_fit),
+                    sort)
+
+
+def ranking_groups(records: Iterable[Mapping[str, Any]], with_baselines: bool = False,
+                   baselines: pd.DataFrame | None = None) -> list[tuple[str, str]]:
+    """The (dataset, threat) pairs the records (and, ``with_baselines``, the published rows joining
+    them) are ranked in, in ranking order."""
+    return [(r.dataset, r.threat) for r in leaderboard_rankings(records, with_baselines=with_baselines,
+                                                                baselines=baselines)]
+
+
+def ranking_entries(records: Iterable[Mapping[str, Any]], dataset: str, threat: str, with_baselines: bool = False,
+                    baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT,
+                    zoo_table: Sequence[ZooEntry] | None = None,
+                    ardist_fit: str = DEFAULT_ARDIST_FIT) -> list[Entry]:
+    """The ranked entries of one (dataset, threat) ranking ([] when nothing is stored there)."""
+    found = leaderboard_rankings(records, dataset, threat, with_baselines, baselines, sort, zoo_table, ardist_fit)
+    return list(found[0].entries) if found else []
+
+
+def _present(records: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[tuple[str, str], int] = {}
+    for s in (summarize(r) for r in records):
+        counts[(s.dataset, s.threat)] = counts.get((s.dataset, s.threat), 0) + 1
+    return "; ".join(f"{ds} {th} ({n})" for (ds, th), n in sorted(counts.items()))
 
 
 def leaderboard(db_path: str | Path, dataset: str | None = None, threat: str | None = None,
@@ -318,6 +461,14 @@ def leaderboard(db_path: str | Path, dataset: str | None = None, threat: str | N
     """
     if fmt not in FORMATS:
         raise BenchError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}.")
-    entries = leaderboard_entries(load_records(db_path), dataset, threat, with_baselines, baselines, sort,
-                                  ardist_fit=ardist_fit)
+    records = load_records(db_path)
+    if not records and not with_baselines:
+        raise BenchError(f"the results store {db_path} holds no results yet; add some with `bench eval --model "
+                         f"CKPT --db {db_path}`.")
+    entries = leaderboard_entries(records, dataset, threat, with_baselines, baselines, sort, ardist_fit=ardist_fit)
+    if not entries:
+        wanted = " and ".join(x for x in (f"dataset {dataset!r}" if dataset else "",
+                                          f"threat {threat!r}" if threat else "") if x)
+        held = f"it holds {_present(records)}" if records else "it holds no results"
+        raise BenchError(f"no entries for {wanted or 'these filters'} in {db_path}; {held}.")
     return render_table(entries, fmt, with_source=with_baselines)

@@ -51,7 +51,8 @@ def test_markdown_and_html_mention_every_model_and_failed_check(report: ReportFi
             assert m in text, m
         for name, detail in failed:
             assert name in text and detail in text, name
-    assert "| madry | madry | small_cnn | mnist5k | linf:0.3 | 98.80 ± 0.14 |" in md
+    assert ("| madry | madry | small_cnn | mnist5k | linf:0.3 | quick (edited or older text 9f2c0000) | worst case | "
+            "98.80 ± 0.14 [98.2, 99.2] |") in md
     assert "posterior_entropy = 0.412" in md  # a scalar analysis is listed, not plotted
 
 
