@@ -207,10 +207,14 @@ def fit_cubic(clean: Sequence[float], robust: Sequence[float], name: str = "fitt
 
 
 def _read_fits() -> dict[str, tuple[Cubic, str]]:
+    return {name: (cubic, ds) for name, (cubic, ds, _) in _read_fits_threats().items()}
+
+
+def _read_fits_threats() -> dict[str, tuple[Cubic, str, str]]:
     with FITS_CSV.open(newline="", encoding="utf-8") as f:
         return {row["name"]: (Cubic((float(row["a3"]), float(row["a2"]), float(row["a1"]), float(row["a0"])),
                                     name=row["name"], domain=(float(row["clean_min"]), float(row["clean_max"])),
-                                    arc_only=False), row["dataset"])
+                                    arc_only=False), row["dataset"], row["threat"])
                 for row in csv.DictReader(f)}
 
 
@@ -227,12 +231,27 @@ def published_fit(name: str) -> Cubic:
     return fits[key][0]
 
 
-def published_fit_for_dataset(dataset: str) -> Cubic | None:
-    """The published curve of a dataset id (``cifar10``), or None if the papers give none."""
-    for cubic, ds in _read_fits().values():
-        if ds == dataset:
-            return cubic
+def published_fit_for_dataset(dataset: str, norm: str | None = None, eps: float | None = None) -> Cubic | None:
+    """The published curve of a dataset id (``cifar10``), or None if the papers give none; with a
+    threat (``norm``, ``eps``), only a curve published for that threat (ARREST's are Linf 8/255: a
+    tradeoff at another radius or norm is another curve)."""
+    from robustbench_lite.results import same_eps
+    from robustbench_lite.threat import parse_threat
+
+    for cubic, ds, threat in _read_fits_threats().values():
+        if ds != dataset:
+            continue
+        if norm is not None:
+            fit_norm, fit_eps = parse_threat(threat)
+            if fit_norm != norm or (eps is not None and not same_eps(fit_eps, eps, rel=0.02)):
+                continue
+        return cubic
     return None
+
+
+def published_fit_threat(dataset: str) -> str | None:
+    """The threat the published curve of ``dataset`` was fitted at (``linf:8/255``), or None."""
+    return next((threat for _, ds, threat in _read_fits_threats().values() if ds == dataset), None)
 
 
 def curve_from_csv(path: str | Path) -> Cubic:

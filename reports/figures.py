@@ -3,7 +3,10 @@
 Figures are plain ``matplotlib.figure.Figure`` objects (no pyplot, no global backend switch):
 ``savefig`` renders PNG with the Agg canvas and PDF with the PDF canvas, headless and thread-safe.
 
-(a) clean vs AutoAttack tradeoff per dataset with published points and the cubic (ARREST Fig. 1);
+(a) clean vs AutoAttack tradeoff per (dataset, threat) with the published points of that dataset and
+threat and the cubic (ARREST Fig. 1); records without an AutoAttack number get their own figure per
+(dataset, threat, verdict kind), its axis naming what was measured (the fast verdict, the suite's worst
+case), never an axis labelled AutoAttack;
 (b) accuracy vs eps per attack with the AUC in the legend (AFD Fig. 2), one per record with sweeps;
 (c) transfer success-rate heatmap; (d) accuracy vs a swept defense parameter (ACT alpha, ARREST
 phi/tau); (e) a record's model analyses (numeric series only; scalars go to the report's tables).
@@ -109,43 +112,73 @@ def place_labels(fig: Figure, ax: Any, labels: Sequence[tuple[float, float, str]
             heavy.append(best[1])
 
 
+TRADEOFF_KINDS = ("AutoAttack", "fast verdict", "worst case")  # one tradeoff figure per (dataset, threat, kind)
+Y_LABELS = {"AutoAttack": "AutoAttack accuracy (%)",
+            "fast verdict": "Robust accuracy (%):\nfast verdict (not AutoAttack)",
+            "worst case": "Robust accuracy (%):\nworst case of the suite (no AutoAttack)"}
+
+
+def tradeoff_kind(s: RecordSummary) -> str | None:
+    """Which tradeoff figure a record's point belongs to: ``AutoAttack`` when it has an AutoAttack
+    accuracy at its threat, else its verdict (``fast verdict``, ``worst case``); None without a robust
+    accuracy (nothing to plot)."""
+    if s.clean is None:
+        return None
+    if s.autoattack is not None:
+        return "AutoAttack"
+    if s.robust is None:
+        return None
+    return "fast verdict" if s.verdict == "fast verdict" else "worst case"
+
+
 def tradeoff_figure(dataset: str, summaries: Sequence[RecordSummary], baselines: pd.DataFrame | None,
-                    robustbench: bool = False) -> Figure:
-    """Clean vs AutoAttack accuracy of the records, the published points and the tradeoff cubic; with
-    ``robustbench``, also every RobustBench leaderboard entry of the dataset at the records' threats."""
+                    robustbench: bool = False, kind: str = "AutoAttack") -> Figure:
+    """Clean accuracy against what was measured (``kind``: AutoAttack accuracy, the fast verdict or the
+    suite's worst case) for records of one dataset and threat, titled with both. Only the AutoAttack
+    figure shows published points of the same dataset and threat (and, with ``robustbench``,
+    RobustBench's entries there) and the tradeoff cubic: those are AutoAttack numbers too."""
+    threats = sorted({s.threat for s in summaries})
+    if len(threats) > 1:
+        raise ValueError(f"one tradeoff figure per threat, got {', '.join(threats)}")
+    if kind not in TRADEOFF_KINDS:
+        raise ValueError(f"unknown tradeoff kind {kind!r}; valid: {', '.join(TRADEOFF_KINDS)}")
+    threat = threats[0] if threats else ""
+    norm, eps = (summaries[0].norm, summaries[0].eps) if summaries else (None, None)
     fig = Figure(figsize=(9.0, 5.2), layout="constrained")
     ax = fig.add_subplot()
     xs: list[float] = []
     ys: list[float] = []
-    if robustbench:
+    aa = kind == "AutoAttack"
+    if robustbench and aa and norm is not None:
         from robustbench_lite.zoo import entries, source_commit
 
-        for threat in sorted({f"{s.norm}:{s.eps:.10g}" for s in summaries}):
-            board = entries(dataset, threat)
-            pts = [(e.clean_acc, e.autoattack_acc) for e in board if e.clean_acc is not None and e.autoattack_acc is not None]
-            if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=".", s=40, color="#17becf", alpha=0.6,
-                           label=f"RobustBench {board[0].threat} ({source_commit()[:7]})", zorder=1)
-                xs += [float(p[0]) for p in pts]
-                ys += [float(p[1]) for p in pts]
-    if baselines is not None:
-        pts = tradeoff_points(baselines, dataset)
+        board = entries(dataset, f"{norm}:{eps:.10g}")
+        pts = [(e.clean_acc, e.autoattack_acc) for e in board if e.clean_acc is not None and e.autoattack_acc is not None]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=".", s=40, color="#17becf", alpha=0.6,
+                       label=f"RobustBench {board[0].threat} ({source_commit()[:7]})", zorder=1)
+            xs += [float(p[0]) for p in pts]
+            ys += [float(p[1]) for p in pts]
+    if baselines is not None and aa:
+        pts = tradeoff_points(baselines, dataset, norm, eps)
         for paper, grp in pts.groupby("paper", sort=True):
             marker, color = PAPER_STYLE.get(str(paper), ("o", "#7f7f7f"))
             ax.scatter(grp["clean"], grp["autoattack"], marker=marker, s=30, color=color, alpha=0.75,
                        label=f"{paper} (published)", zorder=2)
             xs += grp["clean"].tolist()
             ys += grp["autoattack"].tolist()
-    with_aa = [s for s in summaries if s.clean is not None and s.autoattack is not None]
-    without = [s for s in summaries if s.clean is not None and s.autoattack is None and s.robust is not None]
-    if with_aa:
-        ax.scatter([s.clean for s in with_aa], [s.autoattack for s in with_aa], marker="*", s=160,
-                   color=OURS_COLOR, edgecolor="black", linewidth=0.5, label="this run (AutoAttack)", zorder=4)
-    if without:
-        ax.scatter([s.clean for s in without], [s.robust for s in without], marker="*", s=160, facecolor="none",
-                   edgecolor=OURS_COLOR, label="this run (worst case, no AutoAttack)", zorder=4)
-    ours = [(float(s.clean), float(y), s.model)  # type: ignore[arg-type]
-            for s, y in [(s, s.autoattack) for s in with_aa] + [(s, s.robust) for s in without]]
+    mine = [s for s in summaries if tradeoff_kind(s) == kind]
+    value = (lambda s: s.autoattack) if aa else (lambda s: s.robust)
+    exact = [s for s in mine if not (aa and s.autoattack_scope == "cascade")]
+    staged = [s for s in mine if aa and s.autoattack_scope == "cascade"]
+    if exact:
+        ax.scatter([s.clean for s in exact], [value(s) for s in exact], marker="*", s=160, color=OURS_COLOR,
+                   edgecolor="black", linewidth=0.5, label=f"this run ({kind})", zorder=4)
+    if staged:
+        ax.scatter([s.clean for s in staged], [value(s) for s in staged], marker="*", s=160, facecolor="none",
+                   edgecolor=OURS_COLOR, label="this run (AutoAttack as a cascade stage: worst case through it)",
+                   zorder=4)
+    ours = [(float(s.clean), float(value(s)), s.model) for s in mine]  # type: ignore[arg-type]
     published_xy: list[tuple[float, float]] = list(zip(xs, ys))  # label obstacles
     xs += [p[0] for p in ours]
     ys += [p[1] for p in ours]
@@ -153,22 +186,31 @@ def tradeoff_figure(dataset: str, summaries: Sequence[RecordSummary], baselines:
         xpad, ypad = max(1.0, 0.06 * (max(xs) - min(xs))), max(2.0, 0.08 * (max(ys) - min(ys)))
         xlim = (min(xs) - xpad, min(100.0, max(xs) + xpad))
         ylim = (max(-4.0, min(ys) - ypad), min(102.0, max(ys) + ypad))
-        curve, _ = curve_for_dataset(dataset, baselines)
+        curve = curve_for_dataset(dataset, baselines, norm, eps)[0] if aa else None
         if curve is not None:  # drawn over the points it was fitted on only (no extrapolation)
             lo, hi = curve.domain if curve.domain is not None else xlim
             grid = np.linspace(max(xlim[0], lo), min(xlim[1], hi), 400)
-            ax.plot(grid, curve(grid), "--", color="red", linewidth=1.3, label=f"tradeoff curve ({curve.name})", zorder=3)
-            published_xy += [(x, float(curve(x))) for x in grid[::8] if ylim[0] <= curve(x) <= ylim[1]]
+            if grid[0] < grid[-1]:
+                ax.plot(grid, curve(grid), "--", color="red", linewidth=1.3, label=f"tradeoff curve ({curve.name})",
+                        zorder=3)
+                published_xy += [(x, float(curve(x))) for x in grid[::8] if ylim[0] <= curve(x) <= ylim[1]]
         ax.set_xlim(*xlim)
         ax.set_ylim(*ylim)
     ax.set_xlabel("Standard (clean) accuracy (%)")
-    ax.set_ylabel("AutoAttack accuracy (%)")
-    ax.set_title(f"Accuracy-robustness tradeoff on {dataset}")
+    ax.set_ylabel(f"{Y_LABELS[kind]} at {threat}" if threat else Y_LABELS[kind])
+    ax.set_title(tradeoff_title(dataset, threat, kind), fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     place_labels(fig, ax, ours, published_xy, fontsize=8, color="#7a0000", zorder=5,
                  bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.75))
     return fig
+
+
+def tradeoff_title(dataset: str, threat: str, kind: str) -> str:
+    what = {"AutoAttack": "clean vs AutoAttack accuracy", "fast verdict": "clean vs fast-verdict robust accuracy",
+            "worst case": "clean vs worst-case robust accuracy (no AutoAttack)"}[kind]
+    return f"Accuracy-robustness tradeoff on {dataset}, {threat}\n{what}"
 
 
 def sweep_figure(record: Mapping[str, Any]) -> Figure | None:
@@ -347,9 +389,16 @@ def make_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
     out = Path(out_dir)
     summaries = [summarize(r) for r in records]
     files: list[FigureFile] = []
-    for ds in sorted({s.dataset for s in summaries}):
-        fig = tradeoff_figure(ds, [s for s in summaries if s.dataset == ds], baselines, robustbench)
-        files.append(save(fig, out, f"tradeoff_{ds}", "tradeoff", f"Accuracy-robustness tradeoff on {ds}"))
+    groups: dict[tuple[str, str, float], list[RecordSummary]] = {}
+    for s in summaries:  # one figure per (dataset, threat, what was measured): never two threats in one
+        groups.setdefault((s.dataset, s.norm, round(s.eps, 12)), []).append(s)
+    for (ds, norm, eps), group in sorted(groups.items()):
+        for kind in TRADEOFF_KINDS:
+            if any(tradeoff_kind(s) == kind for s in group):
+                fig = tradeoff_figure(ds, group, baselines, robustbench, kind=kind)
+                suffix = "" if kind == "AutoAttack" else "_" + kind.replace(" ", "_")
+                files.append(save(fig, out, f"tradeoff_{ds}_{norm}_{format_eps(eps)}{suffix}", "tradeoff",
+                                  tradeoff_title(ds, group[0].threat, kind).replace("\n", ": ")))
     for r, s in zip(records, summaries):
         fig = sweep_figure(r)
         if fig is not None:

@@ -15,8 +15,8 @@ accuracy, ``best_known`` its stronger evaluation where one exists, ``robust`` th
 entries RobustBench flags unreliable rank last, as entries with a failed check do.
 
 ARDist (``ardist_fit="published"``, the default) uses the published ARREST fit of the dataset (cifar10,
-cifar100), else a cubic fitted to the published (clean, AutoAttack) points of that dataset when at least
-4 exist, else it stays blank. ``ardist_fit="robustbench"`` uses a cubic fitted to RobustBench's entries
+cifar100) at the threat it was fitted at (Linf 8/255), else a cubic fitted to the published (clean,
+AutoAttack) points of that dataset and threat when at least 4 exist, else it stays blank with the reason. ``ardist_fit="robustbench"`` uses a cubic fitted to RobustBench's entries
 of the same dataset and threat (:func:`reports.baselines.curve_for_robustbench`; the same refusals) and
 says so, with the commit, under the table. A fitted cubic is never extrapolated: ARDist stays blank for
 a clean accuracy outside the range of the points it was fitted on (the five published MNIST points span
@@ -143,7 +143,7 @@ class _Curves:
 
     def __call__(self, dataset: str, norm: str | None, eps: float | None) -> tuple[Cubic | None, str, str]:
         """(curve or None, why not, footnote naming the fit -- "" for the default fit)."""
-        key = (dataset_key(dataset),) if self.fit == DEFAULT_ARDIST_FIT else (dataset_key(dataset), norm, eps)
+        key = (dataset_key(dataset), norm, eps)  # a tradeoff curve belongs to one dataset and threat
         if key not in self._cache:
             curve, why = ardist_curve(self.fit, dataset, self.baselines, norm, eps, self.zoo_table)
             self._cache[key] = (curve, why, self._note(dataset, norm, eps, curve))
@@ -260,7 +260,8 @@ def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = 
         out.append(Entry(model=name, defense="published", arch=e["architecture"], dataset=e["dataset"],
                          threat=format_threat(e["norm"], e["eps"]) if e["norm"] else "", values=values,
                          published=True, source=f"published: {e['source']}", ardist_fit=fit_note,
-                         verdict="published" if e["robust"] is not None else "none",
+                         verdict=("AutoAttack" if e["autoattack"] is not None else "PGD (lowest published)")
+                         if e["robust"] is not None else "none",
                          notes=(() if e["robust"] is not None else (("robust", "the paper gives no robust accuracy"),))))
     return out
 

@@ -120,8 +120,12 @@ def test_ardist_for_other_datasets_needs_four_published_points(tmp_path: Path) -
     assert leaderboard_entries([rec], baselines=base)[0].get("ardist") is None  # no SVHN baselines
     pts = [(90.0, 40.0), (92.0, 35.0), (94.0, 25.0), (95.5, 12.0), (96.0, 2.0)]
     f = tmp_path / "svhn.csv"
-    f.write_text("method,dataset,metric,value\n" + "".join(
-        f"m{i},svhn,clean,{c}\nm{i},svhn,autoattack,{a}\n" for i, (c, a) in enumerate(pts)))
+    f.write_text("method,dataset,metric,value,norm,eps\n" + "".join(
+        f"m{i},svhn,clean,{c},linf,0.3\nm{i},svhn,autoattack,{a},linf,0.3\n" for i, (c, a) in enumerate(pts)))
+    # points of another threat, or of none, make no curve at this one: a tradeoff belongs to one threat
+    other = tmp_path / "svhn_l2.csv"
+    other.write_text(f.read_text().replace(",linf,0.3", ",l2,0.5"))
+    assert leaderboard_entries([rec], baselines=load_baselines([other]))[0].get("ardist") is None
     inside, outside = copy.deepcopy(rec), copy.deepcopy(rec)
     inside["clean_accuracy"], outside["clean_accuracy"] = 93.0, 97.5
     for r in (inside, outside):

@@ -233,3 +233,13 @@ def test_builtin_suites_are_recognised_by_their_text() -> None:
     renamed = make("r", suite="fast", suite_hash_="9" * 64, attacks=("apgd_ce",))
     e = leaderboard_entries([renamed])[0]
     assert e.verdict == "worst case" and "not" not in e.suite and "99999999" in e.suite
+
+
+def test_ardist_uses_a_curve_of_the_rows_own_threat_only() -> None:
+    """ARREST's CIFAR-10 curve is a Linf 8/255 tradeoff: an L2 row gets no ARDist from it."""
+    linf = make("linf", dataset="cifar10", eps=8 / 255, clean=87.14, robust=44.04, attacks=("autoattack",))
+    l2 = make("l2", dataset="cifar10", norm="l2", eps=0.5, clean=87.14, robust=44.04, attacks=("autoattack",))
+    by_model = {e.model: e for e in leaderboard_entries([linf, l2])}
+    assert by_model["linf"].get("ardist") == pytest.approx(-1.5, abs=5e-4)  # ARREST Table 1, AT
+    assert by_model["l2"].get("ardist") is None
+    assert any(m == "ardist" and "linf:8/255" in why for m, why in by_model["l2"].notes)

@@ -33,8 +33,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
 def test_files_exist(report: ReportFiles) -> None:
     assert report.markdown.is_file() and report.html.is_file()
     kinds = sorted(f.kind for f in report.figures)
-    # 2 datasets; 1 record with sweeps; transfer rows; alpha (act) and phi (arrest) sweeps; 1 record with analyses
-    assert kinds == ["analyses", "parameter", "parameter", "sweep", "tradeoff", "tradeoff", "transfer"]
+    # 2 (dataset, threat) x (AutoAttack, worst case); 1 record with sweeps; transfer rows; alpha (act) and phi (arrest) sweeps; 1 record with analyses
+    assert kinds == ["analyses", "parameter", "parameter", "sweep", *["tradeoff"] * 4, "transfer"]
     for f in report.figures:
         assert f.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.png.stat().st_size > 10_000
         assert f.pdf.read_bytes()[:5] == b"%PDF-"
