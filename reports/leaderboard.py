@@ -463,7 +463,7 @@ def leaderboard(db_path: str | Path, dataset: str | None = None, threat: str | N
     if fmt not in FORMATS:
         raise BenchError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}.")
     records = load_records(db_path)
-    if not records and not with_baselines:
+    if not records and not (with_baselines and dataset):
         raise BenchError(f"the results store {db_path} holds no results yet; add some with `bench eval --model "
                          f"CKPT --db {db_path}`.")
     entries = leaderboard_entries(records, dataset, threat, with_baselines, baselines, sort, ardist_fit=ardist_fit)

@@ -243,3 +243,31 @@ def test_ardist_uses_a_curve_of_the_rows_own_threat_only() -> None:
     assert by_model["linf"].get("ardist") == pytest.approx(-1.5, abs=5e-4)  # ARREST Table 1, AT
     assert by_model["l2"].get("ardist") is None
     assert any(m == "ardist" and "linf:8/255" in why for m, why in by_model["l2"].notes)
+
+
+def test_report_ranks_per_dataset_and_threat(tmp_path: Path) -> None:
+    from robustbench_lite.reports.report import build_report
+
+    a = make("fast_01", eps=0.1, suite="fast", attacks=("apgd_ce", "square"), clean=99.0, robust=95.0, n=40)
+    b = make("quick_03", eps=0.3, suite="quick", clean=85.0, robust=50.0, n=40)
+    files = build_report([a, b], tmp_path / "rep")
+    md = files.markdown.read_text(encoding="utf-8")
+    page = files.html.read_text(encoding="utf-8")
+    assert "#### mnist, linf:0.1" in md and "#### mnist, linf:0.3" in md
+    assert "<h3>mnist, linf:0.1" in page and "<h3>mnist, linf:0.3" in page
+    lo, hi = wilson_reference(34, 40)
+    assert f"85.00 [{lo:.1f}, {hi:.1f}]" in md and f"85.00 [{lo:.1f}, {hi:.1f}]" in page
+    assert "| 85.00 |" not in md
+    section = md[md.index("#### mnist, linf:0.1"):md.index("#### mnist, linf:0.3")]
+    assert "fast_01" in section and "quick_03" not in section and "fast verdict" in section
+
+
+def test_empty_store_with_baselines_and_no_dataset_says_why(tmp_path: Path) -> None:
+    p = db_of(tmp_path, make("x"))
+    import sqlite3
+    from contextlib import closing
+    with closing(sqlite3.connect(p)) as conn, conn:
+        conn.execute("DELETE FROM results")
+    with pytest.raises(BenchError, match="holds no results"):
+        leaderboard(p, with_baselines=True)
+    assert "Bartoldson" in leaderboard(p, dataset="cifar10", with_baselines=True)  # published rows still shown
