@@ -97,7 +97,8 @@ def check_store(db_path: str | Path, *, flag: str = "--db", write: bool = True) 
             with closing(sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as conn:
                 check_ours(conn, p, flag=flag)
         except sqlite3.DatabaseError as e:
-            raise BenchError(f"{flag} {p} is a damaged SQLite file ({e}); restore it or choose another file.") from None
+            raise BenchError(f"{flag} {p} cannot be read as an SQLite results store ({e}): a damaged file, or one "
+                             "this user cannot open; restore it or choose another file.") from None
     return p
 
 
@@ -232,7 +233,8 @@ def _read(db_path: str | Path, sql: str) -> list[tuple[Any, ...]] | None:
                 return None
             return conn.execute(sql).fetchall()
         except sqlite3.DatabaseError as e:
-            raise BenchError(f"--db {p} is a damaged SQLite file ({e}); restore it or choose another file.") from None
+            raise BenchError(f"--db {p} cannot be read as an SQLite results store ({e}): a damaged file; restore it "
+                             "or choose another file.") from None
 
 
 def _record(text: Any, rid: Any, db_path: str | Path) -> dict[str, Any]:
