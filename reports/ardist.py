@@ -323,11 +323,14 @@ def nearest_point(clean: float, robust: float, curve: Cubic) -> tuple[float, flo
     return curve.shift + curve.scale * t, float(c(t))
 
 
-def _outside_reason(clean: float, curve: Cubic) -> str:
+def _outside_reason(clean: float | None, curve: Cubic) -> str:
+    """Why there is no ARDist outside the curve's range; without ``clean`` one sentence shared by every
+    such row (the leaderboard's footnote lists the rows once)."""
     lo, hi = curve.domain or (-math.inf, math.inf)
     what = "was fitted on" if curve.arc_only else "describes published methods with"
-    return (f"no ARDist for clean accuracy {float(clean):g}%: the curve {curve.name!r} {what} clean "
-            f"accuracies {lo:g}-{hi:g}% and a cubic is not extrapolated beyond its points.")
+    head = "clean accuracy outside the curve's range" if clean is None else f"no ARDist for clean accuracy {float(clean):g}%"
+    return (f"{head}: the curve {curve.name!r} {what} clean accuracies {lo:g}-{hi:g}% and a cubic is not "
+            "extrapolated beyond its points.")
 
 
 def point_refusal(clean: float | None, robust: float | None) -> str:
@@ -374,7 +377,7 @@ def ardist_or_reason(clean: float | None, robust: float | None, curve: Cubic) ->
     if why or clean is None or robust is None:
         return None, why
     if not curve.covers(float(clean)):
-        return None, _outside_reason(clean, curve)
+        return None, _outside_reason(None, curve)
     return ardist(clean, robust, curve), ""
 
 

@@ -204,14 +204,17 @@ def published_entries(baselines: pd.DataFrame, dataset: str, norm: str | None = 
         values = {m: (e[m], e[f"{m}_std"]) for m in ("clean", "autoattack", "pgd", "robust", "auc", "min_pert")}
         values["sum"] = (e["clean"] + e["robust"], None) if e["robust"] is not None else (None, None)
         curve, no_curve, fit_note = curves(dataset, e["norm"], e["eps"])
-        values["ardist"] = (_ardist(e["clean"], e["autoattack"], curve, no_curve)[0], None)
+        value, why = _ardist(e["clean"], e["autoattack"], curve, no_curve)
+        values["ardist"] = (value, None)
+        notes = [("ardist", why)] if why else []
+        if e["robust"] is None:
+            notes.append(("robust", "the paper gives no robust accuracy"))
         name = e["method"] + (f" ({e['setting']})" if e["setting"] else "")
         out.append(Entry(model=name, defense="published", arch=e["architecture"], dataset=e["dataset"],
                          threat=format_threat(e["norm"], e["eps"]) if e["norm"] else "", values=values,
                          published=True, source=f"published: {e['source']}", ardist_fit=fit_note,
                          verdict=("AutoAttack" if e["autoattack"] is not None else "PGD (lowest published)")
-                         if e["robust"] is not None else "none",
-                         notes=(() if e["robust"] is not None else (("robust", "the paper gives no robust accuracy"),))))
+                         if e["robust"] is not None else "none", notes=tuple(notes)))
     return out
 
 
@@ -238,10 +241,14 @@ def zoo_entries(dataset: str, norm: str | None = None, eps: float | None = None,
         if z.clean_acc is not None and robust is not None:
             values["sum"] = (z.clean_acc + robust, None)
         curve, no_curve, fit_note = curves(dataset, tm.norm, tm.eps)
-        values["ardist"] = (_ardist(z.clean_acc, z.autoattack_acc, curve, no_curve)[0], None)
+        value, why = _ardist(z.clean_acc, z.autoattack_acc, curve, no_curve)
+        values["ardist"] = (value, None)
+        notes = [("ardist", why)] if why else []
+        if robust is None:
+            notes.append(("robust", "RobustBench gives no robust accuracy"))
         out.append(Entry(model=z.name, defense="published", arch=z.architecture, dataset=z.dataset, threat=z.threat,
                          values=values, sanity="UNRELIABLE (RobustBench)" if z.unreliable else "", published=True,
                          source=source, zoo=z, ardist_fit=fit_note,
                          verdict=("AutoAttack" if z.external_acc is None else "best known") if robust is not None else "none",
-                         notes=(() if robust is not None else (("robust", "RobustBench gives no robust accuracy"),))))
+                         notes=tuple(notes)))
     return out

@@ -131,17 +131,29 @@ class Ranking:
 
 def _distinguish(entries: Sequence[Entry]) -> list[Entry]:
     """Rows of one ranking that would read alike (same model, suite, verdict) get their checkpoint's
-    hash in the name, so that no two rows are mistaken for one."""
-    count: dict[tuple[str, str, str], int] = {}
-    for e in entries:
-        count[(e.model, e.suite, e.verdict)] = count.get((e.model, e.suite, e.verdict), 0) + 1
-    out = []
-    for e in entries:
-        if count[(e.model, e.suite, e.verdict)] > 1 and e.records:
-            shas = "+".join(dict.fromkeys(r.sha256[:8] for r in e.records))
-            e = replace(e, model=f"{e.model} [{shas}]")
-        out.append(e)
-    return out
+    hash in the name, and, if that is shared too (one checkpoint evaluated twice), their n, evaluation
+    seed and date, so that no two rows are mistaken for one."""
+    def key(e: Entry, model: str) -> tuple[str, str, str]:
+        return model, e.suite, e.verdict
+
+    def count(keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+        out: dict[tuple[str, str, str], int] = {}
+        for k in keys:
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    def label(e: Entry, full: bool) -> str:
+        parts = ["+".join(dict.fromkeys(r.sha256[:8] for r in e.records))]
+        if full:
+            r = e.records[0]
+            parts += [f"n={e.n}", *([f"seed {r.seed}"] if r.seed is not None else []), *([r.date] if r.date else [])]
+        return f"{e.model} [{', '.join(parts)}]"
+
+    plain = count([key(e, e.model) for e in entries])
+    short = [label(e, False) if plain[key(e, e.model)] > 1 and e.records else e.model for e in entries]
+    again = count([key(e, m) for e, m in zip(entries, short)])
+    names = [label(e, True) if again[key(e, m)] > 1 and e.records else m for e, m in zip(entries, short)]
+    return [e if m == e.model else replace(e, model=m) for e, m in zip(entries, names)]
 
 
 def rankings(entries: Sequence[Entry], sort: str = DEFAULT_SORT) -> list[Ranking]:

@@ -216,7 +216,7 @@ def test_ardist_is_not_extrapolated_beyond_the_fitted_points() -> None:
     curve = fit_cubic(SPREAD_X.tolist(), SPREAD_Y.tolist(), name="synthetic")
     value, reason = ardist_or_reason(95.0, 20.0, curve)
     assert value is None
-    assert reason == ("no ARDist for clean accuracy 95%: the curve 'synthetic' was fitted on clean accuracies "
+    assert reason == ("clean accuracy outside the curve's range: the curve 'synthetic' was fitted on clean accuracies "
                       "62-91.7% and a cubic is not extrapolated beyond its points.")
     with pytest.raises(BenchError, match="not extrapolated"):
         ardist(95.0, 20.0, curve)

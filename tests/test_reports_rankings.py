@@ -271,3 +271,20 @@ def test_empty_store_with_baselines_and_no_dataset_says_why(tmp_path: Path) -> N
     with pytest.raises(BenchError, match="holds no results"):
         leaderboard(p, with_baselines=True)
     assert "Bartoldson" in leaderboard(p, dataset="cifar10", with_baselines=True)  # published rows still shown
+
+
+def test_one_checkpoint_evaluated_twice_is_two_told_apart_rows() -> None:
+    a = make("same", sha="7" * 64, seed=0, n=40, robust=80.0)
+    b = copy.deepcopy(a)
+    b["n"], b["seed"], b["robust_accuracy"] = 1000, 1, 79.0
+    entries = leaderboard_entries([a, b])
+    assert len(entries) == 2
+    names = [e.model for e in entries]
+    assert len(set(names)) == 2 and all(n.startswith("same [77777777, n=") for n in names), names
+
+
+def test_published_ardist_blank_has_its_reason() -> None:
+    rec = make("c", dataset="cifar100", eps=8 / 255, clean=60.0, robust=30.0, attacks=("autoattack",))
+    published = [e for e in leaderboard_entries([rec], with_baselines=True) if e.published]
+    blank = [e for e in published if e.get("ardist") is None and e.get("autoattack") is not None]
+    assert blank and all(any(m == "ardist" for m, _ in e.notes) for e in blank)
