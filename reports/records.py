@@ -196,6 +196,11 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
         f"no attack of the suite ran at {format_threat(norm, eps)} on every point it had to attack")
     at_threat = tuple(dict.fromkeys(str(r.get("attack")) for r in rows
                                     if r.get("norm") == norm and same_eps(num(r.get("eps")), eps)))
+    if robust is not None and not at_threat and record.get("attacks") is not None:
+        # a record (of an older version) whose robust accuracy no attack at the threat produced: it is
+        # the clean accuracy under another name, never shown as robust
+        robust, robust_why = None, (f"no attack of the suite ran at {format_threat(norm, eps)}, so the recorded "
+                                    f"robust accuracy ({float(record['robust_accuracy']):g}%) is not an attack's")
     path = str(ck.get("path", ""))
     member = str(ck.get("member") or "model")
     return RecordSummary(

@@ -288,3 +288,17 @@ def test_published_ardist_blank_has_its_reason() -> None:
     published = [e for e in leaderboard_entries([rec], with_baselines=True) if e.published]
     blank = [e for e in published if e.get("ardist") is None and e.get("autoattack") is not None]
     assert blank and all(any(m == "ardist" for m, _ in e.notes) for e in blank)
+
+
+def test_a_recorded_robust_accuracy_no_attack_produced_is_blank() -> None:
+    """An older record whose only attack ran at another threat (an L2 suite at the Linf threat) still
+    carries robust_accuracy = its clean accuracy: the leaderboard must not rank it as robust."""
+    old = make("l2_only_suite", clean=99.0, robust=99.0)
+    old["attacks"] = [{"attack": "pgd", "norm": "l2", "eps": 2.0, "n": 1000, "accuracy": 40.0,
+                       "worst_case": 40.0, "exact": True}]
+    honest = make("honest", clean=90.0, robust=60.0)
+    entries = leaderboard_entries([old, honest])
+    assert [e.model for e in entries] == ["honest", "l2_only_suite"]
+    e = entries[1]
+    assert e.get("robust") is None and e.verdict == "none"
+    assert any(m == "robust" and "not an attack's" in why for m, why in e.notes)
