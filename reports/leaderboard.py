@@ -62,7 +62,7 @@ from robustbench_lite.zoo import ZooEntry
 
 from .baselines import ARDIST_FITS, DEFAULT_ARDIST_FIT, dataset_key, load_baselines
 from .entries import THREAT_REL_TOL, Entry, published_entries, record_entries, zoo_entries  # noqa: F401
-from .records import RecordSummary, parse_threat, same_eps, summarize
+from .records import RecordSummary, format_threat, parse_threat, same_eps, summarize
 from .render import (DEFAULT_SORT, FORMATS, METRICS, SORT_COLUMNS, TEXT_SORT, render_table,  # noqa: F401
                      split_rankings)
 from .store import load_records
@@ -224,9 +224,23 @@ def ranking_entries(records: Iterable[Mapping[str, Any]], dataset: str, threat: 
                     baselines: pd.DataFrame | None = None, sort: str = DEFAULT_SORT,
                     zoo_table: Sequence[ZooEntry] | None = None,
                     ardist_fit: str = DEFAULT_ARDIST_FIT) -> list[Entry]:
-    """The ranked entries of one (dataset, threat) ranking ([] when nothing is stored there)."""
+    """The ranked entries of one (dataset, threat) ranking ([] when nothing is stored there): the
+    ranking of exactly that dataset and threat (``mnist`` does not give ``mnist5k``'s), else the one of
+    that dataset whose threat is within ``THREAT_REL_TOL`` (``linf:0.031`` finds ``linf:8/255``)."""
+    norm, eps = parse_threat(threat)
     found = leaderboard_rankings(records, dataset, threat, with_baselines, baselines, sort, zoo_table, ardist_fit)
-    return list(found[0].entries) if found else []
+    mine = [r for r in found if r.dataset == dataset]
+    for r in mine:
+        if r.threat == format_threat(norm, eps):
+            return list(r.entries)
+    for r in mine:
+        try:
+            r_norm, r_eps = parse_threat(r.threat)
+        except BenchError:
+            continue
+        if r_norm == norm and same_eps(r_eps, eps, rel=THREAT_REL_TOL):
+            return list(r.entries)
+    return []
 
 
 def _present(records: Sequence[Mapping[str, Any]]) -> str:

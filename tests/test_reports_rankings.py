@@ -302,3 +302,17 @@ def test_a_recorded_robust_accuracy_no_attack_produced_is_blank() -> None:
     e = entries[1]
     assert e.get("robust") is None and e.verdict == "none"
     assert any(m == "robust" and "not an attack's" in why for m, why in e.notes)
+
+
+def test_ranking_entries_picks_exactly_the_ranking_asked_for() -> None:
+    full = make("full_mnist", dataset="mnist", robust=80.0)
+    subset = make("subset", dataset="mnist5k", robust=90.0)
+    at_8 = make("c8", dataset="cifar10", eps=8 / 255)
+    at_031 = make("c031", dataset="cifar10", eps=0.031)
+    recs = [full, subset, at_8, at_031]
+    assert [e.model for e in ranking_entries(recs, "mnist", "linf:0.3")] == ["full_mnist"]
+    assert [e.model for e in ranking_entries(recs, "mnist5k", "linf:0.3")] == ["subset"]
+    assert [e.model for e in ranking_entries(recs, "cifar10", "linf:8/255")] == ["c8"]
+    assert [e.model for e in ranking_entries(recs, "cifar10", "linf:0.031")] == ["c031"]
+    assert ranking_entries(recs, "cifar10", "l2:0.5") == []
+    assert ("cifar10", "linf:0.031") in ranking_groups(recs) and ("cifar10", "linf:8/255") in ranking_groups(recs)
