@@ -237,13 +237,14 @@ def _num(v: float | None) -> str:
 
 
 def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
-    """Machine-readable: numbers as numbers, each metric's std in its own ``*_std`` column."""
+    """Machine-readable: numbers as numbers, each metric's std in its own ``*_std`` column, each
+    accuracy's 95% interval in ``*_ci_low`` / ``*_ci_high``, why a cell is blank in ``blank``."""
     head = ["rank", *TEXT_COLUMNS]
     for m in DECIMALS:
         head += [m, f"{m}_std"] + ([f"{m}_scope"] if m in SCOPED else [])
         head += [f"{m}_ci_low", f"{m}_ci_high"] if m in ACCURACIES else []
     zoo = _has_zoo(entries)
-    head += ["sanity", "unreliable", "n", "seeds"] + (list(ZOO_COLUMNS) if zoo else []) + ["published", "source"]
+    head += ["sanity", "unreliable", "n", "seeds"] + (list(ZOO_COLUMNS) if zoo else []) + ["published", "source", "blank"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
@@ -262,7 +263,7 @@ def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
         if zoo:
             z = e.zoo
             row += ["", "", ""] if z is None else [_num(z.external_acc), _flag(z.additional_data), z.venue]
-        row += [str(e.published).lower(), e.source]
+        row += [str(e.published).lower(), e.source, "; ".join(f"{m}: {why}" for m, why in e.notes)]
         w.writerow(row)
     return buf.getvalue()
 

@@ -173,6 +173,7 @@ def test_blank_robust_accuracy_stays_blank_and_ranks_last(tmp_path: Path, why_ke
     assert ("l2only" in note) if why_key else ("no attack of the suite ran at linf:0.3" in note)
     csv = pd.read_csv(io.StringIO(leaderboard(db_of(tmp_path, blank, weak), fmt="csv")))
     assert math.isnan(csv.set_index("model").loc["unattacked", "robust"])
+    assert "robust: " in csv.set_index("model").loc["unattacked", "blank"]
 
 
 def test_published_rows_join_only_their_own_dataset_and_threat() -> None:
