@@ -4,7 +4,7 @@ Entries of several (dataset, threat) pairs are never one table: :func:`render_ta
 (:func:`split_rankings`, keeping their order) and renders one table per ranking under a heading
 naming the dataset and the threat (CSV: one file whose ``rank`` restarts in each ranking, with the
 ``dataset`` and ``threat`` columns). Accuracies measured on n points print with their 95% interval,
-``85.00 [71.0, 92.9]``."""
+``85.00 [70.9, 92.9]``."""
 from __future__ import annotations
 
 import csv
