@@ -317,3 +317,36 @@ def test_ranking_entries_picks_exactly_the_ranking_asked_for() -> None:
     assert [e.model for e in ranking_entries(recs, "cifar10", "linf:0.031")] == ["c031"]
     assert ranking_entries(recs, "cifar10", "l2:0.5") == []
     assert ("cifar10", "linf:0.031") in ranking_groups(recs) and ("cifar10", "linf:8/255") in ranking_groups(recs)
+
+
+def test_random_stores_rank_comparably() -> None:
+    """Random small stores: each record lands in exactly one ranking, that of its own (dataset,
+    threat); no two rows of a ranking read alike; rows without a robust accuracy come last (within the
+    rows whose checks passed, and within those that failed); every interval holds its value."""
+    import random
+
+    rng = random.Random(0)
+    for trial in range(40):
+        recs = []
+        for i in range(rng.randint(1, 9)):
+            clean = rng.choice([40.0, 62.5, 85.0, 99.0, 100.0])
+            robust = rng.choice([None, 0.0, clean / 2, clean])
+            recs.append(make(
+                f"m{rng.randint(0, 3)}", sha=f"{trial:02d}{i:02d}".ljust(64, "0"), dataset=rng.choice(["mnist", "cifar10"]),
+                norm=rng.choice(["linf", "l2"]), eps=rng.choice([0.1, 0.3]), suite=rng.choice(["quick", "fast", "full"]),
+                clean=clean, robust=robust, n=rng.choice([8, 40, 1000]), seed=rng.choice([None, 0, 1]),
+                defense=rng.choice(["madry", "trades"])))
+        rankings = leaderboard_rankings(recs)
+        seen = []
+        for r in rankings:
+            keys = [(e.model, e.suite, e.verdict) for e in r.entries]
+            assert len(keys) == len(set(keys)), keys
+            for e in r.entries:
+                assert (e.dataset, e.threat) == (r.dataset, r.threat)
+                seen += [rec.sha256 for rec in e.records]
+                for m, (lo, hi) in e.intervals.items():
+                    assert lo <= e.get(m) + 1e-9 and e.get(m) <= hi + 1e-9  # type: ignore[operator]
+            for flag in (False, True):
+                blank = [e.get("robust") is None for e in r.entries if e.unreliable is flag]
+                assert blank == sorted(blank)
+        assert sorted(seen) == sorted(rec["checkpoint"]["sha256"] for rec in recs)
