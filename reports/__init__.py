@@ -19,7 +19,9 @@ _LAZY = {
     "Cubic": "ardist", "accuracy_sum": "ardist", "ardist": "ardist", "curve_from_csv": "ardist",
     "fit_cubic": "ardist", "published_fit": "ardist", "resolve_curve": "ardist",
     "load_baselines": "baselines", "tradeoff_points": "baselines", "curve_for_dataset": "baselines",
-    "leaderboard": "leaderboard", "leaderboard_entries": "leaderboard",
+    "leaderboard": "leaderboard", "leaderboard_entries": "leaderboard", "leaderboard_rankings": "leaderboard",
+    "Ranking": "leaderboard", "rankings": "leaderboard", "ranking_groups": "leaderboard", "ranking_entries": "leaderboard",
+    "point_refusal": "ardist", "check_store": "store",
     "read_record": "records", "summarize": "records", "build_report": "report",
     "add_record": "store", "export_csv": "store", "load_records": "store", "to_dataframe": "store",
 }

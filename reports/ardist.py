@@ -16,7 +16,16 @@ clean accuracies, a clean range of at least ``MIN_CLEAN_RANGE`` points and a con
 the scaled Vandermonde matrix of at most ``MAX_CONDITION``; otherwise the answer is None with the
 reason. A fitted cubic is never extrapolated: ARDist of a point outside the clean range the curve
 was fitted on is refused (:func:`ardist_or_reason`). The published ARREST fits ``c10`` and ``c100``
-are used as printed (coefficients of x itself: ``shift`` 0, ``scale`` 1, no range limit).
+are used as printed (coefficients of x itself: ``shift`` 0, ``scale`` 1); they describe the published
+methods of their data set only, so ARDist of a clean accuracy outside the clean range of those methods'
+points (``fits.csv``: ``clean_min``-``clean_max``, CIFAR-10 81.94-95.37 %, CIFAR-100 56.49-76.76 %, the
+points of ARREST Table 1 and AFD Table 1) is refused too; inside it the nearest point is sought on the
+whole curve, as the paper does.
+
+Plausible points. :func:`point_refusal` says why a (clean, robust) point cannot be placed on a tradeoff
+plot at all: not finite or outside [0, 100], robust above clean (every point that survives an attack was
+classified correctly), or both at most 1 (fractions where percent is expected). ``bench ardist`` and the
+leaderboard (:func:`ardist_or_reason`) refuse such points; a curve file's points obey the same rules.
 
 Distance. ``f(t) = (x(t) - x0)^2 + (c(t) - y0)^2`` with ``x(t) = shift + scale t`` is a degree-6
 polynomial whose global minimum over the real line sits at a real root of ``f'`` (degree 5). ``f``
@@ -81,6 +90,7 @@ class Cubic:
     domain: tuple[float, float] | None = None  # clean-accuracy range of the points a fit came from
     shift: float = 0.0
     scale: float = 1.0
+    arc_only: bool = True  # nearest point on the arc over ``domain`` only (False: the whole curve, as ARREST)
 
     def __post_init__(self) -> None:
         if len(self.coeffs) != 4 or not all(math.isfinite(float(c)) for c in self.coeffs):
@@ -197,9 +207,14 @@ def fit_cubic(clean: Sequence[float], robust: Sequence[float], name: str = "fitt
 
 
 def _read_fits() -> dict[str, tuple[Cubic, str]]:
+    return {name: (cubic, ds) for name, (cubic, ds, _) in _read_fits_threats().items()}
+
+
+def _read_fits_threats() -> dict[str, tuple[Cubic, str, str]]:
     with FITS_CSV.open(newline="", encoding="utf-8") as f:
         return {row["name"]: (Cubic((float(row["a3"]), float(row["a2"]), float(row["a1"]), float(row["a0"])),
-                                    name=row["name"]), row["dataset"])
+                                    name=row["name"], domain=(float(row["clean_min"]), float(row["clean_max"])),
+                                    arc_only=False), row["dataset"], row["threat"])
                 for row in csv.DictReader(f)}
 
 
@@ -216,12 +231,27 @@ def published_fit(name: str) -> Cubic:
     return fits[key][0]
 
 
-def published_fit_for_dataset(dataset: str) -> Cubic | None:
-    """The published curve of a dataset id (``cifar10``), or None if the papers give none."""
-    for cubic, ds in _read_fits().values():
-        if ds == dataset:
-            return cubic
+def published_fit_for_dataset(dataset: str, norm: str | None = None, eps: float | None = None) -> Cubic | None:
+    """The published curve of a dataset id (``cifar10``), or None if the papers give none; with a
+    threat (``norm``, ``eps``), only a curve published for that threat (ARREST's are Linf 8/255: a
+    tradeoff at another radius or norm is another curve)."""
+    from robustbench_lite.results import same_eps
+    from robustbench_lite.threat import parse_threat
+
+    for cubic, ds, threat in _read_fits_threats().values():
+        if ds != dataset:
+            continue
+        if norm is not None:
+            fit_norm, fit_eps = parse_threat(threat)
+            if fit_norm != norm or (eps is not None and not same_eps(fit_eps, eps, rel=0.02)):
+                continue
+        return cubic
     return None
+
+
+def published_fit_threat(dataset: str) -> str | None:
+    """The threat the published curve of ``dataset`` was fitted at (``linf:8/255``), or None."""
+    return next((threat for _, ds, threat in _read_fits_threats().values() if ds == dataset), None)
 
 
 def curve_from_csv(path: str | Path) -> Cubic:
@@ -243,6 +273,13 @@ def curve_from_csv(path: str | Path) -> Cubic:
         y = [float(r["robust"]) for r in rows]
     except (TypeError, ValueError):
         raise BenchError(f"curve file {p} has a clean or robust value that is not a number.") from None
+    for i, (cx, ry) in enumerate(zip(x, y)):
+        why = point_refusal(cx, ry)
+        if why:
+            raise BenchError(f"curve file {p}, point {i + 1}: {why}")
+    if x and max(x) <= 1.0 and max(y) <= 1.0:
+        raise BenchError(f"curve file {p} has every clean and robust value at most 1, which look like fractions; "
+                         "give accuracies in percent (0-100).")
     return fit_cubic(x, y, name=p.stem)
 
 
@@ -271,7 +308,7 @@ def nearest_point(clean: float, robust: float, curve: Cubic) -> tuple[float, flo
     df, d2f = f.deriv(), f.deriv(2)
     candidates = np.concatenate([np.real(np.roots(df.coeffs)), [float(curve.to_t(x0))]])
     lo, hi = -np.inf, np.inf
-    if curve.domain is not None:  # the arc over the points' clean range: critical points in it, and its ends
+    if curve.domain is not None and curve.arc_only:  # the arc over the points' clean range: critical points in it, and its ends
         lo, hi = float(curve.to_t(curve.domain[0])), float(curve.to_t(curve.domain[1]))
         candidates = np.concatenate([np.clip(candidates, lo, hi), [lo, hi]])
     t = float(candidates[np.argmin(f(candidates))])
@@ -286,10 +323,33 @@ def nearest_point(clean: float, robust: float, curve: Cubic) -> tuple[float, flo
     return curve.shift + curve.scale * t, float(c(t))
 
 
-def _outside_reason(clean: float, curve: Cubic) -> str:
+def _outside_reason(clean: float | None, curve: Cubic) -> str:
+    """Why there is no ARDist outside the curve's range; without ``clean`` one sentence shared by every
+    such row (the leaderboard's footnote lists the rows once)."""
     lo, hi = curve.domain or (-math.inf, math.inf)
-    return (f"no ARDist for clean accuracy {float(clean):g}%: the curve {curve.name!r} was fitted on clean "
-            f"accuracies {lo:g}-{hi:g}% and a cubic is not extrapolated beyond its points.")
+    what = "was fitted on" if curve.arc_only else "describes published methods with"
+    head = "clean accuracy outside the curve's range" if clean is None else f"no ARDist for clean accuracy {float(clean):g}%"
+    return (f"{head}: the curve {curve.name!r} {what} clean accuracies {lo:g}-{hi:g}% and a cubic is not "
+            "extrapolated beyond its points.")
+
+
+def point_refusal(clean: float | None, robust: float | None) -> str:
+    """Why (clean %, robust %) is not a point of an accuracy-robustness plot, in one sentence, or "":
+    missing, not finite or outside [0, 100]; robust above clean (a point robust to an attack is first
+    classified correctly); or both at most 1 (fractions, not percent)."""
+    if clean is None or robust is None:
+        return "no ARDist without both a clean and a robust (AutoAttack) accuracy."
+    c, r = float(clean), float(robust)
+    for name, v in (("clean", c), ("robust", r)):
+        if not math.isfinite(v) or not 0.0 <= v <= 100.0:
+            return f"the {name} accuracy must be a percentage between 0 and 100, got {v:g}."
+    if r > c:
+        return (f"robust accuracy {r:g}% is above clean accuracy {c:g}%, which no evaluation can give (a point "
+                "robust to an attack is first classified correctly).")
+    if c <= 1.0 and r <= 1.0 and c > 0.0:
+        return (f"clean {c:g} and robust {r:g} look like fractions; accuracies are in percent (e.g. 87.14, "
+                "not 0.8714).")
+    return ""
 
 
 def ardist(clean: float, robust: float, curve: str | Path | Cubic) -> float:
@@ -309,11 +369,15 @@ def ardist(clean: float, robust: float, curve: str | Path | Cubic) -> float:
     return math.copysign(math.hypot(x - float(clean), y - float(robust)), vertical)
 
 
-def ardist_or_reason(clean: float, robust: float, curve: Cubic) -> tuple[float | None, str]:
-    """ARDist and "", or None and one sentence why not: the clean accuracy lies outside the range
-    the curve was fitted on (no extrapolation)."""
+def ardist_or_reason(clean: float | None, robust: float | None, curve: Cubic) -> tuple[float | None, str]:
+    """ARDist and "", or None and one sentence why not: the point is not a plausible accuracy pair
+    (:func:`point_refusal`) or the clean accuracy lies outside the range the curve covers (no
+    extrapolation)."""
+    why = point_refusal(clean, robust)
+    if why or clean is None or robust is None:
+        return None, why
     if not curve.covers(float(clean)):
-        return None, _outside_reason(clean, curve)
+        return None, _outside_reason(None, curve)
     return ardist(clean, robust, curve), ""
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from robustbench_lite.errors import BenchError
 from robustbench_lite.zoo import ZooEntry, all_entries, source_commit
 
-from .ardist import Cubic, curve_for_points, published_fit_for_dataset
+from .ardist import Cubic, curve_for_points, published_fit_for_dataset, published_fit_threat
 from .records import format_threat, parse_eps, same_eps
 
 logger = logging.getLogger(__name__)
@@ -106,14 +106,17 @@ def load_baselines(extra_files: Sequence[str | Path] = ()) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def tradeoff_points(baselines: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """(clean, autoattack) pairs of the published entries of ``dataset``, one row per entry.
+def tradeoff_points(baselines: pd.DataFrame, dataset: str, norm: str | None = None,
+                    eps: float | None = None) -> pd.DataFrame:
+    """(clean, autoattack) pairs of the published entries of ``dataset`` (at the threat, if given),
+    one row per entry.
 
     Identical (method, clean, autoattack) points quoted in several tables are kept once.
     """
     ds = dataset_key(dataset)
     cols = ["paper", "method", "architecture", "setting", "source", "clean", "autoattack"]
-    entries = [e for e in baseline_entries(baselines, ds) if e["clean"] is not None and e["autoattack"] is not None]
+    entries = [e for e in baseline_entries(baselines, ds, norm, eps)
+               if e["clean"] is not None and e["autoattack"] is not None]
     df = pd.DataFrame([{c: e[c] for c in cols} for e in entries], columns=cols)
     return df.drop_duplicates(subset=["method", "clean", "autoattack"]).reset_index(drop=True)
 
@@ -181,7 +184,8 @@ def datasets_with_points(baselines: pd.DataFrame) -> Iterable[str]:
     return sorted(set(baselines.loc[baselines["metric"] == "autoattack", "dataset"]))
 
 
-def curve_for_dataset(dataset: str, baselines: pd.DataFrame | None) -> tuple[Cubic | None, str]:
+def curve_for_dataset(dataset: str, baselines: pd.DataFrame | None, norm: str | None = None,
+                      eps: float | None = None) -> tuple[Cubic | None, str]:
     """The tradeoff curve for ARDist on ``dataset`` and "", or None and one sentence why there is none.
 
     The published ARREST fit of the data set (cifar10, cifar100; ARREST Section 5.1), else a cubic
@@ -189,16 +193,19 @@ def curve_for_dataset(dataset: str, baselines: pd.DataFrame | None) -> tuple[Cub
     exactly that data set in ``baselines`` -- ``mnist5k`` records get no curve from full-MNIST rows.
     """
     key = dataset_key(dataset)
-    published = published_fit_for_dataset(key)
+    published = published_fit_for_dataset(key, norm, eps)
     if published is not None:
         return published, ""
+    fitted_at = published_fit_threat(key)
+    at = "" if norm is None else f" at {format_threat(norm, eps) if eps is not None else norm}"
+    none = (f"ARREST's curve of {key} is for {fitted_at}, not{at}" if fitted_at else "ARREST publishes none")
     if baselines is None:
-        return None, f"no tradeoff curve for {key}: ARREST publishes none and no baseline points were given."
-    pts = tradeoff_points(baselines, key)
+        return None, f"no tradeoff curve for {key}{at}: {none} and no baseline points were given."
+    pts = tradeoff_points(baselines, key, norm, eps)
     if pts.empty:
-        return None, (f"no tradeoff curve for {key}: ARREST publishes none and no baseline has (clean, AutoAttack) "
+        return None, (f"no tradeoff curve for {key}{at}: {none} and no baseline has (clean, AutoAttack) "
                       f"points of it.")
-    return curve_for_points(pts["clean"].tolist(), pts["autoattack"].tolist(), name=f"published {key}")
+    return curve_for_points(pts["clean"].tolist(), pts["autoattack"].tolist(), name=f"published {key}{at}")
 
 
 def robustbench_points(dataset: str, norm: str, eps: float,
@@ -240,7 +247,7 @@ def ardist_curve(fit: str, dataset: str, baselines: pd.DataFrame | None, norm: s
     """The curve ARDist uses under ``fit`` (one of ``ARDIST_FITS``): ``published`` is
     :func:`curve_for_dataset`, ``robustbench`` is :func:`curve_for_robustbench` at the threat."""
     if fit == "published":
-        return curve_for_dataset(dataset, baselines)
+        return curve_for_dataset(dataset, baselines, norm, eps)
     if fit == "robustbench":
         return curve_for_robustbench(dataset, norm, eps, table)
     raise BenchError(f"unknown ARDist fit {fit!r}; valid: {', '.join(ARDIST_FITS)}.")

@@ -75,9 +75,12 @@ def add_ardist(sub: Subparsers) -> None:
 
 
 def cmd_ardist(args: argparse.Namespace) -> int:
-    from .ardist import accuracy_sum, ardist, resolve_curve
+    from .ardist import accuracy_sum, ardist, point_refusal, resolve_curve
 
     clean, robust = _percent("clean", args.clean), _percent("robust", args.robust)
+    why = point_refusal(clean, robust)
+    if why:
+        raise BenchError(why)
     curve = resolve_curve(args.curve)
     print(f"ARDist: {ardist(clean, robust, curve):.3f}  (curve {curve.name}: {curve})")
     print(f"Sum: {accuracy_sum(clean, robust):.2f}")
@@ -149,9 +152,11 @@ def add_report(sub: Subparsers) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     check_out_folder(args.out, files=("report.md", "report.html", "index.html"))
     from .baselines import load_baselines
-    from .report import build_report
+    from .report import build_report, check_report_inputs
     from .site import build_site, store_records
 
+    db = Path(args.db)
+    check_report_inputs(args.out, [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm")), *(args.baselines or ())])
     records, paths = store_records(args.db)
     baselines = load_baselines(extra_files=args.baselines or ())
     files = build_report(records, args.out, baselines=baselines, robustbench=args.with_robustbench,

@@ -3,7 +3,10 @@
 Figures are plain ``matplotlib.figure.Figure`` objects (no pyplot, no global backend switch):
 ``savefig`` renders PNG with the Agg canvas and PDF with the PDF canvas, headless and thread-safe.
 
-(a) clean vs AutoAttack tradeoff per dataset with published points and the cubic (ARREST Fig. 1);
+(a) clean vs AutoAttack tradeoff per (dataset, threat) with the published points of that dataset and
+threat and the cubic (ARREST Fig. 1); records without an AutoAttack number get their own figure per
+(dataset, threat, verdict kind), its axis naming what was measured (the fast verdict, the suite's worst
+case), never an axis labelled AutoAttack (:mod:`reports.tradeoff`);
 (b) accuracy vs eps per attack with the AUC in the legend (AFD Fig. 2), one per record with sweeps;
 (c) transfer success-rate heatmap; (d) accuracy vs a swept defense parameter (ACT alpha, ARREST
 phi/tau); (e) a record's model analyses (numeric series only; scalars go to the report's tables).
@@ -28,15 +31,15 @@ from matplotlib.ticker import MaxNLocator
 
 from robustbench_lite.files import slug
 
-from .baselines import curve_for_dataset, dataset_key, tradeoff_points
+from .baselines import dataset_key
 from .records import RecordSummary, format_eps, model_name, summarize
+from .tradeoff import (OURS_COLOR, PAPER_STYLE, TRADEOFF_KINDS, place_labels, tradeoff_figure,  # noqa: F401
+                       tradeoff_kind, tradeoff_title)
 
 logger = logging.getLogger(__name__)
 
 SWEEP_PARAMETERS = ("alpha", "phi", "tau")  # defense_config keys whose sweeps get plot (d)
 NORM_LABEL = {"linf": r"$\ell_\infty$", "l2": r"$\ell_2$", "l1": r"$\ell_1$"}
-PAPER_STYLE = {"ARREST": ("s", "#4c72b0"), "AFD": ("^", "#55a868"), "ACT": ("D", "#8172b2")}
-OURS_COLOR = "#d62728"
 
 
 @dataclass(frozen=True)
@@ -56,119 +59,6 @@ def save(fig: Figure, out_dir: Path, stem: str, kind: str, title: str) -> Figure
     fig.savefig(png, dpi=130)
     fig.savefig(pdf, metadata={"CreationDate": None})
     return FigureFile(kind, title, png, pdf)
-
-
-# Label offsets (points) tried in order: 8 directions at growing distances; far ones get a leader line.
-_DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0)]
-_LABEL_OFFSETS = [(dx * r, dy * r * 0.8, "left" if dx > 0 else "right" if dx < 0 else "center",
-                   "bottom" if dy > 0 else "top" if dy < 0 else "center", r > 10)
-                  for r in (8, 20, 34) for dx, dy in _DIRECTIONS]
-
-
-def place_labels(fig: Figure, ax: Any, labels: Sequence[tuple[float, float, str]],
-                 obstacles: Sequence[tuple[float, float]] = (), **text_kw: Any) -> None:
-    """Annotate points greedily so that each label sits near its own point without covering other
-    labels or labelled points (heavy penalty), other markers (light penalty) or the axes edge."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.transforms import Bbox
-
-    if not labels:
-        return
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw_without_rendering()  # run the layout so data -> pixel transforms are final
-    r = 5.0 * fig.dpi / 72.0  # marker half-size in pixels
-
-    def squares(xy: Sequence[tuple[float, float]]) -> list[Any]:
-        return [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in ax.transData.transform(xy)] if xy else []
-
-    light = squares(list(obstacles))
-    heavy = squares([(x, y) for x, y, _ in labels])
-    own = ax.transData.transform([(x, y) for x, y, _ in labels])
-    frame = ax.get_window_extent(renderer)
-    for k, (x, y, text) in enumerate(labels):
-        best, best_cost = None, None
-        for dx, dy, ha, va, far in _LABEL_OFFSETS:
-            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                              arrowprops=dict(arrowstyle="-", lw=0.6, color="#7a0000", shrinkA=0, shrinkB=5)
-                              if far else None, **text_kw)
-            bb = ann.get_window_extent(renderer)
-            centre = np.array([(bb.x0 + bb.x1) / 2, (bb.y0 + bb.y1) / 2])
-            nearest_other = int(np.argmin(np.hypot(*(own - centre).T))) != k
-            inside = frame.contains(bb.x0, bb.y0) and frame.contains(bb.x1, bb.y1)
-            cost = (4 * sum(bb.overlaps(b) for b in heavy) + sum(bb.overlaps(b) for b in light)
-                    + (3 if nearest_other and not far else 0) + (0 if inside else 6) + (0.5 if far else 0))
-            if best_cost is None or cost < best_cost:
-                if best is not None:
-                    best[0].remove()
-                best, best_cost = (ann, bb), cost
-            else:
-                ann.remove()
-            if cost == 0:
-                break
-        if best is not None:
-            heavy.append(best[1])
-
-
-def tradeoff_figure(dataset: str, summaries: Sequence[RecordSummary], baselines: pd.DataFrame | None,
-                    robustbench: bool = False) -> Figure:
-    """Clean vs AutoAttack accuracy of the records, the published points and the tradeoff cubic; with
-    ``robustbench``, also every RobustBench leaderboard entry of the dataset at the records' threats."""
-    fig = Figure(figsize=(9.0, 5.2), layout="constrained")
-    ax = fig.add_subplot()
-    xs: list[float] = []
-    ys: list[float] = []
-    if robustbench:
-        from robustbench_lite.zoo import entries, source_commit
-
-        for threat in sorted({f"{s.norm}:{s.eps:.10g}" for s in summaries}):
-            board = entries(dataset, threat)
-            pts = [(e.clean_acc, e.autoattack_acc) for e in board if e.clean_acc is not None and e.autoattack_acc is not None]
-            if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=".", s=40, color="#17becf", alpha=0.6,
-                           label=f"RobustBench {board[0].threat} ({source_commit()[:7]})", zorder=1)
-                xs += [float(p[0]) for p in pts]
-                ys += [float(p[1]) for p in pts]
-    if baselines is not None:
-        pts = tradeoff_points(baselines, dataset)
-        for paper, grp in pts.groupby("paper", sort=True):
-            marker, color = PAPER_STYLE.get(str(paper), ("o", "#7f7f7f"))
-            ax.scatter(grp["clean"], grp["autoattack"], marker=marker, s=30, color=color, alpha=0.75,
-                       label=f"{paper} (published)", zorder=2)
-            xs += grp["clean"].tolist()
-            ys += grp["autoattack"].tolist()
-    with_aa = [s for s in summaries if s.clean is not None and s.autoattack is not None]
-    without = [s for s in summaries if s.clean is not None and s.autoattack is None and s.robust is not None]
-    if with_aa:
-        ax.scatter([s.clean for s in with_aa], [s.autoattack for s in with_aa], marker="*", s=160,
-                   color=OURS_COLOR, edgecolor="black", linewidth=0.5, label="this run (AutoAttack)", zorder=4)
-    if without:
-        ax.scatter([s.clean for s in without], [s.robust for s in without], marker="*", s=160, facecolor="none",
-                   edgecolor=OURS_COLOR, label="this run (worst case, no AutoAttack)", zorder=4)
-    ours = [(float(s.clean), float(y), s.model)  # type: ignore[arg-type]
-            for s, y in [(s, s.autoattack) for s in with_aa] + [(s, s.robust) for s in without]]
-    published_xy: list[tuple[float, float]] = list(zip(xs, ys))  # label obstacles
-    xs += [p[0] for p in ours]
-    ys += [p[1] for p in ours]
-    if xs:
-        xpad, ypad = max(1.0, 0.06 * (max(xs) - min(xs))), max(2.0, 0.08 * (max(ys) - min(ys)))
-        xlim = (min(xs) - xpad, min(100.0, max(xs) + xpad))
-        ylim = (max(-4.0, min(ys) - ypad), min(102.0, max(ys) + ypad))
-        curve, _ = curve_for_dataset(dataset, baselines)
-        if curve is not None:  # drawn over the points it was fitted on only (no extrapolation)
-            lo, hi = curve.domain if curve.domain is not None else xlim
-            grid = np.linspace(max(xlim[0], lo), min(xlim[1], hi), 400)
-            ax.plot(grid, curve(grid), "--", color="red", linewidth=1.3, label=f"tradeoff curve ({curve.name})", zorder=3)
-            published_xy += [(x, float(curve(x))) for x in grid[::8] if ylim[0] <= curve(x) <= ylim[1]]
-        ax.set_xlim(*xlim)
-        ax.set_ylim(*ylim)
-    ax.set_xlabel("Standard (clean) accuracy (%)")
-    ax.set_ylabel("AutoAttack accuracy (%)")
-    ax.set_title(f"Accuracy-robustness tradeoff on {dataset}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    place_labels(fig, ax, ours, published_xy, fontsize=8, color="#7a0000", zorder=5,
-                 bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.75))
-    return fig
 
 
 def sweep_figure(record: Mapping[str, Any]) -> Figure | None:
@@ -347,9 +237,16 @@ def make_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
     out = Path(out_dir)
     summaries = [summarize(r) for r in records]
     files: list[FigureFile] = []
-    for ds in sorted({s.dataset for s in summaries}):
-        fig = tradeoff_figure(ds, [s for s in summaries if s.dataset == ds], baselines, robustbench)
-        files.append(save(fig, out, f"tradeoff_{ds}", "tradeoff", f"Accuracy-robustness tradeoff on {ds}"))
+    groups: dict[tuple[str, str, float], list[RecordSummary]] = {}
+    for s in summaries:  # one figure per (dataset, threat, what was measured): never two threats in one
+        groups.setdefault((s.dataset, s.norm, round(s.eps, 12)), []).append(s)
+    for (ds, norm, eps), group in sorted(groups.items()):
+        for kind in TRADEOFF_KINDS:
+            if any(tradeoff_kind(s) == kind for s in group):
+                fig = tradeoff_figure(ds, group, baselines, robustbench, kind=kind)
+                suffix = "" if kind == "AutoAttack" else "_" + kind.replace(" ", "_")
+                files.append(save(fig, out, f"tradeoff_{ds}_{norm}_{format_eps(eps)}{suffix}", "tradeoff",
+                                  tradeoff_title(ds, group[0].threat, kind).replace("\n", ": ")))
     for r, s in zip(records, summaries):
         fig = sweep_figure(r)
         if fig is not None:

@@ -11,6 +11,9 @@ Example::
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,10 +67,37 @@ class RecordSummary:
     autoattack_scope: str = ""    # "exact" (its own accuracy), "cascade" (worst case through its stage) or ""
     pgd_scope: str = ""
     num_classes: int | None = None
+    threat_attacks: tuple[str, ...] = ()  # registry names of the attacks with a row at the threat
+    robust_why: str = ""  # why ``robust`` is None (no attack ran at the threat on every point it had to)
 
     @property
     def threat(self) -> str:
         return format_threat(self.norm, self.eps)
+
+    @property
+    def suite(self) -> str:
+        """The suite that produced the record: its name, and for anything but this version's built-in
+        file of that name, its hash (``custom`` when the name is not a built-in suite's)."""
+        builtin = builtin_suites().get(self.suite_hash)
+        if builtin is not None and builtin == self.suite_name:
+            return builtin
+        if self.suite_name in builtin_suites().values():
+            return f"{self.suite_name} (edited or older text {self.suite_hash[:8]})"
+        return f"{self.suite_name or '?'} (custom {self.suite_hash[:8]})"
+
+    @property
+    def verdict(self) -> str:
+        """What kind of verdict the robust accuracy is: ``AutoAttack`` (AutoAttack was the only attack at
+        the threat), ``fast verdict`` (this version's built-in fast suite: AutoAttack-grade, not
+        AutoAttack) or ``worst case`` (per example over the suite's attacks at the threat); ``none``
+        when no robust accuracy was measured."""
+        if self.robust is None:
+            return "none"
+        if builtin_suites().get(self.suite_hash) == "fast":
+            return "fast verdict"
+        if set(self.threat_attacks) == {"autoattack"}:
+            return "AutoAttack"
+        return "worst case"
 
     @property
     def failed_checks(self) -> tuple[Mapping[str, Any], ...]:
@@ -81,6 +111,22 @@ class RecordSummary:
     def total(self) -> float | None:
         """Sum = clean + robust (worst case over the suite)."""
         return None if self.clean is None or self.robust is None else self.clean + self.robust
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_suites() -> dict[str, str]:
+    """suite hash -> name of the suites shipped with this version (``evaluations/suites/*.toml``; the
+    hash is the sha256 of the file's text, as :mod:`robustbench_lite.evaluations.suite` computes it).
+    Read as data: reports never import the evaluation code."""
+    spec = importlib.util.find_spec("robustbench_lite.evaluations")
+    out: dict[str, str] = {}
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        for f in sorted(Path(folder, "suites").glob("*.toml")):
+            out[hashlib.sha256(f.read_text(encoding="utf-8").encode()).hexdigest()] = f.stem
+    return out
+
+
+ROBUST_WHY_KEYS = ("robust_why", "robust_reason", "robust_accuracy_why", "robust_accuracy_reason", "robust_note")
 
 
 def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
@@ -144,6 +190,17 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
                                  if r.get("attack") == "min_linf") if v is not None), None)
     checks = tuple(dict(c) for c in record.get("checks") or [] if isinstance(c, Mapping))
     seed = ck.get("seed")
+    robust = num(record.get("robust_accuracy"))
+    robust_why = "" if robust is not None else next(
+        (str(record[k]) for k in ROBUST_WHY_KEYS if isinstance(record.get(k), str) and record[k]),
+        f"no attack of the suite ran at {format_threat(norm, eps)} on every point it had to attack")
+    at_threat = tuple(dict.fromkeys(str(r.get("attack")) for r in rows
+                                    if r.get("norm") == norm and same_eps(num(r.get("eps")), eps)))
+    if robust is not None and not at_threat and record.get("attacks") is not None:
+        # a record (of an older version) whose robust accuracy no attack at the threat produced: it is
+        # the clean accuracy under another name, never shown as robust
+        robust, robust_why = None, (f"no attack of the suite ran at {format_threat(norm, eps)}, so the recorded "
+                                    f"robust accuracy ({float(record['robust_accuracy']):g}%) is not an attack's")
     path = str(ck.get("path", ""))
     member = str(ck.get("member") or "model")
     return RecordSummary(
@@ -156,7 +213,8 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
         seed=int(record["seed"]) if num(record.get("seed")) is not None else None,
         date=str(record.get("date", "")), versions=dict(record.get("versions") or {}),
         clean=num(record.get("clean_accuracy")), autoattack=aa.value, pgd=pgd.value,
-        auc=sweep_auc(record, norm), min_pert=min_pert, robust=num(record.get("robust_accuracy")), checks=checks,
+        auc=sweep_auc(record, norm), min_pert=min_pert, robust=robust, checks=checks,
         autoattack_scope=aa.scope, pgd_scope=pgd.scope,
         num_classes=int(ck["num_classes"]) if num(ck.get("num_classes")) is not None else None,
+        threat_attacks=at_threat, robust_why=robust_why,
     )

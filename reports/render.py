@@ -1,21 +1,34 @@
-"""Rendering ranked leaderboard entries as a text table, CSV, Markdown or an HTML fragment."""
+"""Rendering ranked leaderboard entries as a text table, CSV, Markdown or an HTML fragment.
+
+Entries of several (dataset, threat) pairs are never one table: :func:`render_table` splits them
+(:func:`split_rankings`, keeping their order) and renders one table per ranking under a heading
+naming the dataset and the threat (CSV: one file whose ``rank`` restarts in each ranking, with the
+``dataset`` and ``threat`` columns). Accuracies measured on n points print with their 95% interval,
+``85.00 [70.9, 92.9]``."""
 from __future__ import annotations
 
 import csv
 import html
 import io
 import re
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from robustbench_lite.errors import BenchError
 
 if TYPE_CHECKING:
     from .leaderboard import Entry
 
-TEXT_COLUMNS = ("model", "defense", "arch", "dataset", "threat")
+TEXT_COLUMNS = ("model", "defense", "arch", "dataset", "threat", "suite", "verdict")
 METRICS = ("clean", "autoattack", "pgd", "robust", "auc", "min_pert", "sum", "ardist")
 TEXT_SORT = TEXT_COLUMNS
 SORT_COLUMNS = (*METRICS, "n", "seeds", *TEXT_SORT)
+ACCURACIES = ("clean", "autoattack", "pgd", "robust")  # measured on n points: printed with a 95% interval
+INTERVAL_NOTE = ("[lo, hi]: the 95% Wilson score interval of the accuracy on the row's n test points (pooled over "
+                 "its seeds), the sampling error alone; published rows give no n and no interval.")
+VERDICT_NOTE = ("suite: the suite that produced the row (its hash when it is not this version's built-in file of that "
+                "name); verdict: what the robust accuracy is -- AutoAttack (its only attack at the threat), fast verdict "
+                "(the built-in fast suite: AutoAttack-grade, not AutoAttack), worst case (per example over the "
+                "suite's attacks at the threat), none (no attack ran at the threat: robust blank, ranked last).")
 FORMATS = ("table", "csv", "markdown", "html")
 DEFAULT_SORT = "robust"  # the suite's worst-case robust accuracy at the threat
 # metric -> decimals shown
@@ -58,14 +71,72 @@ def _plain(text: str) -> str:
     return " ".join(html.unescape(re.sub(r"<br\s*/?>|<[^>]+>", " ", text)).split())
 
 
-def _fmt(metric: str, value: tuple[float | None, float | None], scope: str = "") -> str:
+def _fmt(metric: str, value: tuple[float | None, float | None], scope: str = "",
+         interval: tuple[float, float] | None = None) -> str:
     mean, std = value
     if mean is None:
         return ""
     d = DECIMALS[metric]
     mean = 0.0 if round(mean, d) == 0 else mean  # no "-0.000"
     text = f"{mean:.{d}f}" if std is None else f"{mean:.{d}f} ± {std:.{d}f}"
-    return text + CASCADE_MARK if scope == "cascade" else text
+    text = text + CASCADE_MARK if scope == "cascade" else text
+    return text if interval is None else f"{text} [{interval[0]:.1f}, {interval[1]:.1f}]"
+
+
+def _group_of(e: "Entry") -> tuple[str, str | None, float | None]:
+    from .baselines import dataset_key
+    from .records import parse_threat
+
+    try:
+        norm, eps = parse_threat(e.threat)
+    except BenchError:
+        return dataset_key(e.dataset), None, None
+    return dataset_key(e.dataset), norm, eps
+
+
+def split_rankings(entries: Sequence["Entry"]) -> list[tuple[tuple[str, str], list["Entry"]]]:
+    """((dataset, threat), entries) of each ranking, the entries in their given order. Records rank by
+    their own (dataset, threat); a published row joins every ranking of its dataset and threat (eps
+    within 2 %, as papers round 8/255 to 0.031), else forms its own."""
+    from .records import same_eps
+
+    groups: dict[tuple[str, str], list["Entry"]] = {}
+    idents: dict[tuple[str, str], tuple[str, str | None, float | None]] = {}
+    for e in entries:
+        if not e.published and e.group not in idents:
+            groups[e.group], idents[e.group] = [], _group_of(e)
+
+    def same(a: tuple[str, str | None, float | None], b: tuple[str, str | None, float | None]) -> bool:
+        if a[0] != b[0] or a[1] != b[1]:
+            return False
+        return a[2] == b[2] if a[2] is None or b[2] is None else same_eps(a[2], b[2], rel=0.02)
+
+    records = dict(idents)
+    for e in entries:  # in the given (ranked) order
+        if not e.published:
+            groups[e.group].append(e)
+            continue
+        mine = _group_of(e)
+        keys = [k for k, ident in records.items() if same(ident, mine)]
+        if not keys:  # a published row with no record of its dataset and threat: rows like it rank together
+            keys = [k for k, ident in idents.items() if k not in records and same(ident, mine)][:1]
+        if not keys:
+            key = (e.dataset, e.threat or "threat not given")
+            groups[key], idents[key] = [], mine
+            keys = [key]
+        for k in keys:
+            groups[k].append(e)
+
+    def order(k: tuple[str, str]) -> tuple[Any, ...]:
+        ds, norm, eps = idents[k]
+        return (ds, k[0], norm is None, norm or "", eps or 0.0, k[1])
+
+    return [(k, groups[k]) for k in sorted(groups, key=order)]
+
+
+def heading(key: tuple[str, str], n: int) -> str:
+    """The title of one ranking."""
+    return f"{key[0]}, {key[1]}: {n} entr{'y' if n == 1 else 'ies'} ranked together"
 
 
 def footnotes(entries: Sequence["Entry"]) -> list[str]:
@@ -74,6 +145,10 @@ def footnotes(entries: Sequence["Entry"]) -> list[str]:
     notes = []
     if any(e.scopes.get(m) == "cascade" for e in entries for m in SCOPED):
         notes.append(CASCADE_NOTE)
+    if any(e.intervals for e in entries):
+        notes.append(INTERVAL_NOTE)
+    if any(e.suite or e.verdict for e in entries):
+        notes.append(VERDICT_NOTE)
     if any(e.unreliable for e in entries):
         notes.append(UNRELIABLE_NOTE)
     if _has_zoo(entries):
@@ -93,8 +168,8 @@ def footnotes(entries: Sequence["Entry"]) -> list[str]:
 
 def cells(rank: int, e: "Entry", with_source: bool, with_zoo: bool = False) -> list[str]:
     """The display strings of one entry, in :func:`columns` order."""
-    row = [str(rank), e.model, e.defense, e.arch, e.dataset, e.threat]
-    row += [_fmt(m, e.values.get(m, (None, None)), e.scopes.get(m, "")) for m in DECIMALS]
+    row = [str(rank), e.model, e.defense, e.arch, e.dataset, e.threat, e.suite, e.verdict]
+    row += [_fmt(m, e.values.get(m, (None, None)), e.scopes.get(m, ""), e.intervals.get(m)) for m in DECIMALS]
     row += [e.sanity, e.n, "" if e.seeds is None else str(e.seeds)]
     row += _zoo_cells(e) if with_zoo else []
     return [*row, e.source] if with_source else row
@@ -114,6 +189,14 @@ def _text(entries: Sequence["Entry"], with_source: bool) -> str:
     out += [line(r) for r in rows] if rows else ["(no entries)"]
     out += footnotes(entries)
     return "\n".join(out) + "\n"
+
+
+def _grouped(render: Callable[[Sequence["Entry"], bool], str], title: Callable[[str], str],
+             sep: str) -> Callable[[Sequence["Entry"], bool], str]:
+    def grouped(entries: Sequence["Entry"], with_source: bool) -> str:
+        parts = [title(heading(key, len(ents))) + render(ents, with_source) for key, ents in split_rankings(entries)]
+        return sep.join(parts) if parts else render([], with_source)
+    return grouped
 
 
 def _markdown(entries: Sequence["Entry"], with_source: bool) -> str:
@@ -154,38 +237,48 @@ def _num(v: float | None) -> str:
 
 
 def _csv(entries: Sequence["Entry"], with_source: bool) -> str:
-    """Machine-readable: numbers as numbers, each metric's std in its own ``*_std`` column."""
+    """Machine-readable: numbers as numbers, each metric's std in its own ``*_std`` column, each
+    accuracy's 95% interval in ``*_ci_low`` / ``*_ci_high``, why a cell is blank in ``blank``."""
     head = ["rank", *TEXT_COLUMNS]
     for m in DECIMALS:
         head += [m, f"{m}_std"] + ([f"{m}_scope"] if m in SCOPED else [])
+        head += [f"{m}_ci_low", f"{m}_ci_high"] if m in ACCURACIES else []
     zoo = _has_zoo(entries)
-    head += ["sanity", "unreliable", "n", "seeds"] + (list(ZOO_COLUMNS) if zoo else []) + ["published", "source"]
+    head += ["sanity", "unreliable", "n", "seeds"] + (list(ZOO_COLUMNS) if zoo else []) + ["published", "source", "blank"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
-    for i, e in enumerate(entries):
-        row: list[str] = [str(i + 1), e.model, e.defense, e.arch, e.dataset, e.threat]
+    ranked = [(i + 1, e) for _, ents in split_rankings(entries) for i, e in enumerate(ents)]
+    for rank, e in ranked:
+        row: list[str] = [str(rank), e.model, e.defense, e.arch, e.dataset, e.threat, e.suite, e.verdict]
         for m in DECIMALS:
             mean, std = e.values.get(m, (None, None))
             row += [_num(mean), _num(std)]
             if m in SCOPED:
                 row.append("" if mean is None else e.scopes.get(m, "exact"))
+            if m in ACCURACIES:
+                ci = e.intervals.get(m)
+                row += ["", ""] if ci is None else [_num(ci[0]), _num(ci[1])]
         row += [e.sanity, str(e.unreliable).lower(), e.n, "" if e.seeds is None else str(e.seeds)]
         if zoo:
             z = e.zoo
             row += ["", "", ""] if z is None else [_num(z.external_acc), _flag(z.additional_data), z.venue]
-        row += [str(e.published).lower(), e.source]
+        row += [str(e.published).lower(), e.source, "; ".join(f"{m}: {why}" for m, why in e.notes)]
         w.writerow(row)
     return buf.getvalue()
 
 
 RENDERERS: dict[str, Callable[[Sequence["Entry"], bool], str]] = {
-    "table": _text, "csv": _csv, "markdown": _markdown, "html": _html,
+    "table": _grouped(_text, lambda t: f"== {t} ==\n", "\n"),
+    "csv": _csv,
+    "markdown": _grouped(_markdown, lambda t: f"#### {t}\n\n", "\n"),
+    "html": _grouped(_html, lambda t: f"<h3>{html.escape(t)}</h3>\n", ""),
 }
 
 
 def render_table(entries: Sequence["Entry"], fmt: str = "table", with_source: bool = False) -> str:
-    """Render ranked entries; ``fmt`` is one of ``table``, ``csv``, ``markdown``, ``html``."""
+    """Render ranked entries, one table per (dataset, threat) ranking (:func:`split_rankings`) under
+    its heading; ``fmt`` is one of ``table``, ``csv``, ``markdown``, ``html``."""
     if fmt not in RENDERERS:
         raise BenchError(f"unknown format {fmt!r}; valid: {', '.join(RENDERERS)}.")
     return RENDERERS[fmt](entries, with_source)

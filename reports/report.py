@@ -41,6 +41,27 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
+REPORT_FILES = ("report.md", "report.html", "index.html")
+FIGURES_DIR = "figures"
+SITE_DIRS = ("eval", "runs", "assets")  # the site's folders beside figures/ (reports/site.py)
+
+
+def check_report_inputs(out_dir: str | Path, inputs: Sequence[str | Path]) -> None:
+    """A :class:`BenchError`, before anything is written, when a file :func:`build_report` would write
+    into ``out_dir`` (``report.md``, ``index.html``, anything under ``figures/``) is one of ``inputs``
+    (the results store and its ``-wal``/``-shm`` files, baseline CSV files)."""
+    from .store import same_path
+
+    out = Path(out_dir)
+    folders = [(out / d).resolve() for d in (FIGURES_DIR, *SITE_DIRS)]
+    for item in inputs:
+        p = Path(item)
+        clash = any(same_path(p, out / name) for name in REPORT_FILES)
+        if clash or any(p.resolve().is_relative_to(f) for f in folders):
+            raise BenchError(f"--out {out} would overwrite the input {p} (the report writes {', '.join(REPORT_FILES)} "
+                             f"and {', '.join(d + '/' for d in (FIGURES_DIR, *SITE_DIRS))} there); choose another --out folder.")
+
+
 @dataclass(frozen=True)
 class ReportFiles:
     """What :func:`build_report` wrote."""
@@ -79,8 +100,11 @@ def _markdown(title: str, records: Sequence[Mapping[str, Any]], summaries: Seque
               entries: Sequence[Entry], published: Sequence[tuple[str, list[Entry]]],
               figures: Sequence[FigureFile], out_dir: Path) -> str:
     md = [f"# {title}", "", f"{len(records)} result record(s), {len(entries)} leaderboard entr"
-          f"{'y' if len(entries) == 1 else 'ies'}. Accuracies in %, ranked by the worst-case robust accuracy "
-          "at the threat (entries with a failed sanity check last); several seeds of one configuration read mean ± std.", "", "## Leaderboard", "",
+          f"{'y' if len(entries) == 1 else 'ies'}. Accuracies in %, with their 95% interval on the entry's n points. "
+          "One ranking per (dataset, threat): only rows at the same dataset and threat are ranked together, by the "
+          "robust accuracy at the threat (entries with a failed sanity check, then entries with no robust accuracy, "
+          "last); each row names its suite and the kind of verdict; several seeds of one configuration read "
+          "mean ± std.", "", "## Leaderboard", "",
           render_table(entries, "markdown")]
     md += ["## Sanity checks", "", "| model | checks | failed |", "| --- | ---: | ---: |"]
     for model, total, failed, _ in _check_rows(summaries):
@@ -126,9 +150,11 @@ def _html(title: str, records: Sequence[Mapping[str, Any]], summaries: Sequence[
     e = html.escape
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
          f"<style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
-         f"<p>{len(records)} result record(s). Accuracies in %, ranked by the worst-case robust accuracy at the "
-         "threat; several seeds of one configuration read mean ± std. Rows with a failed sanity check are shaded "
-         "and ranked last.</p>",
+         f"<p>{len(records)} result record(s). Accuracies in %, with their 95% interval on the entry's n points. "
+         "One ranking per (dataset, threat): only rows at the same dataset and threat are ranked together, by the "
+         "robust accuracy at the threat; each row names its suite and the kind of verdict; several seeds of one "
+         "configuration read mean ± std. Rows with a failed sanity check are shaded and ranked last, then rows with "
+         "no robust accuracy.</p>",
          "<h2>Leaderboard</h2>", render_table(entries, "html"), "<h2>Sanity checks</h2>",
          "<table><thead><tr><th>model</th><th>checks</th><th>failed</th><th>details</th></tr></thead><tbody>"]
     for model, total, failed, fails in _check_rows(summaries):

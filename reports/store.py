@@ -6,6 +6,11 @@ Numbers are stored as REAL/INTEGER, JSON as TEXT, and the full record is kept be
 derived column can be recomputed. Several processes may write at once: the file is in WAL mode,
 waits up to ``BUSY_TIMEOUT_S`` for a lock, and every write is one ``BEGIN IMMEDIATE`` transaction.
 
+Only our own stores are read or written (:func:`check_store`, called by every reader and writer, and by
+``bench eval`` before the evaluation runs): an SQLite file of another application (tables but no
+``results`` table), a ``results`` table without our columns, a newer schema, or a damaged file is one
+sentence, and the file is left untouched (no table, index or WAL mode is added to it).
+
 Example::
 
     >>> add_record("runs/leaderboard.sqlite", json.load(open("runs/eval/result.json")), "runs/eval/result.json")
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from contextlib import closing
 from datetime import datetime, timezone
@@ -73,11 +79,12 @@ _USER_SQLITE_ERRORS = ("SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLIT
 _USER_SQLITE_MESSAGES = ("readonly", "locked", "unable to open", "disk i/o", "full", "not a database", "malformed")
 
 
-def check_store(db_path: str | Path, *, flag: str = "--db") -> Path:
-    """Check, before any long work, that ``db_path`` can hold the results store: a writable file path
-    (:func:`~robustbench_lite.utils.check_output_path`) that is absent, empty or an SQLite file.
-    Raises :class:`BenchError`; creates nothing."""
-    p = check_output_path(db_path, kind="file", flag=flag, example=DEFAULT_DB.name)
+def check_store(db_path: str | Path, *, flag: str = "--db", write: bool = True) -> Path:
+    """Check, before any long work, that ``db_path`` is (or can become) our results store: absent,
+    empty, or an SQLite file that is ours (:func:`check_ours`); with ``write`` also a writable file path
+    (:func:`~robustbench_lite.files.check_output_path`). Raises :class:`BenchError`; creates and
+    changes nothing (the file is opened read-only)."""
+    p = check_output_path(db_path, kind="file", flag=flag, example=DEFAULT_DB.name) if write else Path(db_path)
     if p.is_file() and p.stat().st_size > 0:
         try:
             with open(p, "rb") as f:
@@ -86,7 +93,46 @@ def check_store(db_path: str | Path, *, flag: str = "--db") -> Path:
             raise BenchError(f"{flag} {p} cannot be read: {e.strerror or e}.") from None
         if head != SQLITE_HEADER:
             raise BenchError(f"{flag} {p} is not an SQLite results store; choose another file.")
+        try:
+            with closing(sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as conn:
+                check_ours(conn, p, flag=flag)
+        except sqlite3.DatabaseError as e:
+            raise BenchError(f"{flag} {p} cannot be read as an SQLite results store ({e}): a damaged file, or one "
+                             "this user cannot open; restore it or choose another file.") from None
     return p
+
+
+def check_ours(conn: sqlite3.Connection, p: Path, *, flag: str = "--db") -> None:
+    """A :class:`BenchError` unless the open database is empty or holds our ``results`` table (its
+    key columns and the record), in a schema this version reads."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                         "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    if "results" not in tables:
+        if tables:
+            shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+            raise BenchError(f"{flag} {p} is an SQLite database of another application (tables {shown}), not a "
+                             "robustbench_lite results store; it was left untouched, choose another file.")
+        return
+    have = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    missing = [c for c in ("id", *UNIQUE_KEY, "record") if c not in have]
+    if missing:
+        raise BenchError(f"{flag} {p} has a 'results' table that is not robustbench_lite's (no column "
+                         f"{', '.join(missing)}); it was left untouched, choose another file.")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise BenchError(f"{flag} {p} uses schema {version}, newer than this version ({SCHEMA_VERSION}); "
+                         "upgrade robustbench_lite.")
+
+
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same file (after resolving links; hard links too when both exist)."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
 
 
 def _is_user_sqlite_error(e: sqlite3.Error) -> bool:
@@ -139,6 +185,7 @@ def add_record(db_path: str | Path, record: Mapping[str, Any], result_path: str 
     Returns the row id. Creates the file and table if needed.
     """
     validate_record(dict(record))
+    check_store(db_path)  # another application's file, or a damaged one, is refused untouched
     row = record_row(record, result_path)
     names = ", ".join(COLUMN_NAMES)
     marks = ", ".join(f":{c}" for c in COLUMN_NAMES)
@@ -174,12 +221,37 @@ def _has_table(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").fetchone() is not None
 
 
+def _read(db_path: str | Path, sql: str) -> list[tuple[Any, ...]] | None:
+    """The rows of ``sql`` from our store (None when it has no results table yet); a foreign or
+    damaged database is one :class:`BenchError` sentence."""
+    p = Path(db_path)
+    if p.is_file():
+        check_store(p, write=False)
+    with closing(_connect(p, create=False)) as conn:
+        try:
+            if not _has_table(conn):
+                return None
+            return conn.execute(sql).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise BenchError(f"--db {p} cannot be read as an SQLite results store ({e}): a damaged file; restore it "
+                             "or choose another file.") from None
+
+
+def _record(text: Any, rid: Any, db_path: str | Path) -> dict[str, Any]:
+    try:
+        record = json.loads(text)
+    except (TypeError, ValueError):
+        record = None
+    if not isinstance(record, dict):
+        raise BenchError(f"--db {db_path}: row {rid} of the results table holds no result record (damaged store).")
+    return record
+
+
 def load_records(db_path: str | Path) -> list[dict[str, Any]]:
-    """Every stored result record (the full JSON), in insertion order."""
-    with closing(_connect(db_path, create=False)) as conn:
-        if not _has_table(conn):
-            return []
-        return [json.loads(r[0]) for r in conn.execute("SELECT record FROM results ORDER BY id")]
+    """Every stored result record (the full JSON), in insertion order; [] for a store with no results
+    table yet. A missing, foreign or damaged database is a :class:`BenchError`."""
+    rows = _read(db_path, "SELECT id, record FROM results ORDER BY id")
+    return [] if rows is None else [_record(text, rid, db_path) for rid, text in rows]
 
 
 def to_dataframe(db_path: str | Path, include_record: bool = False) -> pd.DataFrame:
@@ -190,13 +262,12 @@ def to_dataframe(db_path: str | Path, include_record: bool = False) -> pd.DataFr
     import pandas as pd
 
     cols = ["id", *[c for c in COLUMN_NAMES if include_record or c != "record"]]
-    with closing(_connect(db_path, create=False)) as conn:
-        if not _has_table(conn):
-            return pd.DataFrame(columns=cols)
-        stored = conn.execute("SELECT id, record, result_path, stored_at FROM results ORDER BY id").fetchall()
+    stored = _read(db_path, "SELECT id, record, result_path, stored_at FROM results ORDER BY id")
+    if stored is None:
+        return pd.DataFrame(columns=cols)
     rows = []
     for rid, text, result_path, stored_at in stored:
-        row = {**record_row(json.loads(text), result_path), "id": rid, "stored_at": stored_at}
+        row = {**record_row(_record(text, rid, db_path), result_path), "id": rid, "stored_at": stored_at}
         rows.append([row[c] for c in cols])
     df = pd.DataFrame(rows, columns=cols)
     for c, typ in (("id", "INTEGER"), *COLUMNS):
@@ -209,8 +280,14 @@ def to_dataframe(db_path: str | Path, include_record: bool = False) -> pd.DataFr
 
 def export_csv(db_path: str | Path, out_csv: str | Path) -> Path:
     """Write every stored row (without the full record JSON) to a CSV file (atomically: temp file +
-    rename); returns its path. ``out_csv`` naming a folder, or lying under a file, is a BenchError."""
+    rename); returns its path. ``out_csv`` naming a folder, lying under a file, or naming the
+    database itself (or its ``-wal``/``-shm``/``-journal`` files) is a BenchError, before anything is written."""
     out = check_output_path(out_csv, kind="file")
+    db = Path(db_path)
+    for own in (db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))):
+        if same_path(out, own):
+            raise BenchError(f"--out {out} is the results store {db} itself (or one of its files); writing the CSV "
+                             "there would destroy it, so choose another file.")
     text = to_dataframe(db_path).to_csv(index=False)
     atomic_write_text(out, text)
     return out

@@ -112,9 +112,10 @@ def test_out_naming_an_unwritable_folder_is_one_sentence(capsys, tmp_path, locke
 
 
 def _db(path):
-    """An SQLite results store with no results table yet (export writes just the header)."""
+    """An SQLite results store with no results table yet (export writes just the header). A file
+    with another application's tables is refused instead (tests/test_reports_store_safety.py)."""
     with sqlite3.connect(str(path)) as conn:
-        conn.execute("CREATE TABLE unrelated (x INTEGER)")
+        conn.execute("PRAGMA user_version = 2")  # a non-empty SQLite file without tables
     conn.close()
     return path
 

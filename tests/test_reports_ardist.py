@@ -50,9 +50,9 @@ def arrest_table1() -> list[dict[str, float | str]]:
 
 
 def test_point_on_the_curve_has_zero_ardist() -> None:
-    for name in ("cifar10", "cifar100"):
+    for name, xs in (("cifar10", (82.0, 85.0, 90.24, 95.0)), ("cifar100", (56.5, 61.3, 73.05, 76.0))):
         curve = published_fit(name)
-        for x in (55.0, 61.3, 73.05, 85.0, 90.24):
+        for x in xs:
             assert ardist(x, float(curve(x)), curve) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -216,14 +216,15 @@ def test_ardist_is_not_extrapolated_beyond_the_fitted_points() -> None:
     curve = fit_cubic(SPREAD_X.tolist(), SPREAD_Y.tolist(), name="synthetic")
     value, reason = ardist_or_reason(95.0, 20.0, curve)
     assert value is None
-    assert reason == ("no ARDist for clean accuracy 95%: the curve 'synthetic' was fitted on clean accuracies "
+    assert reason == ("clean accuracy outside the curve's range: the curve 'synthetic' was fitted on clean accuracies "
                       "62-91.7% and a cubic is not extrapolated beyond its points.")
     with pytest.raises(BenchError, match="not extrapolated"):
         ardist(95.0, 20.0, curve)
     value, reason = ardist_or_reason(80.0, 40.0, curve)
     assert reason == "" and value == pytest.approx(ardist(80.0, 40.0, curve))
-    # the published fits have no range limit
+    # the published fits cover the clean range of the published points they describe
     assert ardist_or_reason(95.0, 50.0, published_fit("cifar10"))[1] == ""
+    assert "not extrapolated" in ardist_or_reason(10.0, 5.0, published_fit("cifar100"))[1]
 
 
 def test_published_fits_keep_the_coefficients_of_x() -> None:

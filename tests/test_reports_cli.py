@@ -61,16 +61,20 @@ def test_ardist_prints_ardist_and_sum(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_leaderboard_formats_and_baselines(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["leaderboard", "--db", str(db), "--format", "csv"]) == 0
     table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert list(table["dataset"]) == ["cifar10"] * 3 + ["mnist5k"] * 5  # one ranking per (dataset, threat)
+    assert list(table["rank"]) == [1, 2, 3, 1, 2, 3, 4, 5]
+    table = table[table["dataset"] == "mnist5k"].reset_index(drop=True)
     assert list(table["model"][:2]) == ["act_a09", "madry"]  # worst-case robust, descending
-    assert list(table["model"][-2:]) == ["trades_b6", "arrest_phi30"]  # failed checks rank last
-    assert list(table["unreliable"][-2:]) == [True, True] and not table["unreliable"][:-2].any()
+    assert list(table["model"][-1:]) == ["trades_b6"]  # failed checks rank last
+    assert list(table["unreliable"][-1:]) == [True] and not table["unreliable"][:-1].any()
     extra = tmp_path / "mine.csv"
     extra.write_text("method,dataset,metric,value,norm,eps\nMyNet,mnist5k,clean,99.5,linf,0.3\n"
                      "MyNet,mnist5k,autoattack,93.0,linf,0.3\n")
     assert run(["leaderboard", "--db", str(db), "--dataset", "mnist5k", "--threat", "linf:0.3",
                 "--with-baselines", "--baselines", str(extra), "--sort", "autoattack"]) == 0
     out = capsys.readouterr().out
-    first = out.splitlines()[2]
+    assert out.splitlines()[0].startswith("== mnist5k, linf:0.3")
+    first = out.splitlines()[3]
     assert "MyNet" in first and "published: mine" in first
     with pytest.raises(BenchError, match="valid: clean"):
         run(["leaderboard", "--db", str(db), "--sort", "nonsense"])

@@ -16,7 +16,7 @@ import pytest
 
 from robustbench_lite.reports.ardist import ardist, fit_cubic
 from robustbench_lite.reports.baselines import load_baselines
-from robustbench_lite.reports.leaderboard import leaderboard, leaderboard_entries
+from robustbench_lite.reports.leaderboard import leaderboard, leaderboard_entries, leaderboard_rankings
 from robustbench_lite.reports.store import add_record
 from robustbench_lite.errors import BenchError
 
@@ -71,20 +71,26 @@ def test_seeds_aggregate_as_mean_and_std(db: Path) -> None:
 def test_ordering_and_missing_values_last(db: Path) -> None:
     """Default rank: worst-case robust accuracy, descending; an entry with a failed check after
     every entry without one; within each group missing values last."""
-    entries = leaderboard_entries(records())
-    flags = [e.unreliable for e in entries]
-    assert any(flags) and flags == sorted(flags)  # False before True
-    for group in ([e for e in entries if not e.unreliable], [e for e in entries if e.unreliable]):
-        robust = [e.get("robust") for e in group]
-        present = [v for v in robust if v is not None]
-        assert present == sorted(present, reverse=True)
-        assert robust[len(present):] == [None] * (len(robust) - len(present))
-    aa = [e.get("autoattack") for e in leaderboard_entries(records(), sort="autoattack") if not e.unreliable]
-    present = [v for v in aa if v is not None]
-    assert present == sorted(present, reverse=True) and aa[len(present):] == [None] * (len(aa) - len(present))
-    by_clean = [e.get("clean") for e in leaderboard_entries(records(), sort="clean") if not e.unreliable]
-    assert by_clean == sorted(by_clean, reverse=True)
-    assert [e.model for e in leaderboard_entries(records(), sort="model")][:2] == ["act_a05", "act_a09"]
+    rankings = leaderboard_rankings(records())
+    assert [(r.dataset, r.threat) for r in rankings] == [("cifar10", "linf:8/255"), ("mnist5k", "linf:0.3")]
+    assert any(e.unreliable for r in rankings for e in r.entries)
+    for r in rankings:
+        entries = list(r.entries)
+        flags = [e.unreliable for e in entries]
+        assert flags == sorted(flags)  # False before True
+        for group in ([e for e in entries if not e.unreliable], [e for e in entries if e.unreliable]):
+            robust = [e.get("robust") for e in group]
+            present = [v for v in robust if v is not None]
+            assert present == sorted(present, reverse=True)
+            assert robust[len(present):] == [None] * (len(robust) - len(present))
+    for r in leaderboard_rankings(records(), sort="autoattack"):
+        aa = [e.get("autoattack") for e in r.entries if not e.unreliable]
+        present = [v for v in aa if v is not None]
+        assert present == sorted(present, reverse=True) and aa[len(present):] == [None] * (len(aa) - len(present))
+    for r in leaderboard_rankings(records(), sort="clean"):
+        by_clean = [e.get("clean") for e in r.entries if not e.unreliable]
+        assert by_clean == sorted(by_clean, reverse=True)
+    assert [e.model for e in leaderboard_rankings(records(), sort="model")[1].entries][:2] == ["act_a05", "act_a09"]
 
 
 def test_unknown_sort_and_format(db: Path) -> None:
@@ -114,8 +120,12 @@ def test_ardist_for_other_datasets_needs_four_published_points(tmp_path: Path) -
     assert leaderboard_entries([rec], baselines=base)[0].get("ardist") is None  # no SVHN baselines
     pts = [(90.0, 40.0), (92.0, 35.0), (94.0, 25.0), (95.5, 12.0), (96.0, 2.0)]
     f = tmp_path / "svhn.csv"
-    f.write_text("method,dataset,metric,value\n" + "".join(
-        f"m{i},svhn,clean,{c}\nm{i},svhn,autoattack,{a}\n" for i, (c, a) in enumerate(pts)))
+    f.write_text("method,dataset,metric,value,norm,eps\n" + "".join(
+        f"m{i},svhn,clean,{c},linf,0.3\nm{i},svhn,autoattack,{a},linf,0.3\n" for i, (c, a) in enumerate(pts)))
+    # points of another threat, or of none, make no curve at this one: a tradeoff belongs to one threat
+    other = tmp_path / "svhn_l2.csv"
+    other.write_text(f.read_text().replace(",linf,0.3", ",l2,0.5"))
+    assert leaderboard_entries([rec], baselines=load_baselines([other]))[0].get("ardist") is None
     inside, outside = copy.deepcopy(rec), copy.deepcopy(rec)
     inside["clean_accuracy"], outside["clean_accuracy"] = 93.0, 97.5
     for r in (inside, outside):

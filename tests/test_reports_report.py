@@ -33,8 +33,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
 def test_files_exist(report: ReportFiles) -> None:
     assert report.markdown.is_file() and report.html.is_file()
     kinds = sorted(f.kind for f in report.figures)
-    # 2 datasets; 1 record with sweeps; transfer rows; alpha (act) and phi (arrest) sweeps; 1 record with analyses
-    assert kinds == ["analyses", "parameter", "parameter", "sweep", "tradeoff", "tradeoff", "transfer"]
+    # 2 (dataset, threat) x (AutoAttack, worst case); 1 record with sweeps; transfer rows; alpha (act) and phi (arrest) sweeps; 1 record with analyses
+    assert kinds == ["analyses", "parameter", "parameter", "sweep", *["tradeoff"] * 4, "transfer"]
     for f in report.figures:
         assert f.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.png.stat().st_size > 10_000
         assert f.pdf.read_bytes()[:5] == b"%PDF-"
@@ -51,7 +51,8 @@ def test_markdown_and_html_mention_every_model_and_failed_check(report: ReportFi
             assert m in text, m
         for name, detail in failed:
             assert name in text and detail in text, name
-    assert "| madry | madry | small_cnn | mnist5k | linf:0.3 | 98.80 ± 0.14 |" in md
+    assert ("| madry | madry | small_cnn | mnist5k | linf:0.3 | quick (edited or older text 9f2c0000) | worst case | "
+            "98.80 ± 0.14 [98.2, 99.2] |") in md
     assert "posterior_entropy = 0.412" in md  # a scalar analysis is listed, not plotted
 
 

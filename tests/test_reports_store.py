@@ -127,5 +127,5 @@ def test_errors_are_clear(tmp_path: Path) -> None:
         add_record(tmp_path / "lb.sqlite", newer)
     not_db = tmp_path / "text.sqlite"
     not_db.write_text("hello, this is not a database" * 10)
-    with pytest.raises(BenchError, match="not a usable SQLite"):
+    with pytest.raises(BenchError, match="not an SQLite results store"):
         load_records(not_db)
