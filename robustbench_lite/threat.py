@@ -71,10 +71,14 @@ class ThreatModel:
                 raise BenchError(f"{what} {text!r} has no radius; write e.g. {norm_s.strip() or 'linf'}:8/255.")
             norm = _ALIASES.get(norm_s.strip())
             if norm is None:
-                raise BenchError(f"unknown norm {norm_s!r} in {text!r}; known: {', '.join(NORMS)}.")
+                raise BenchError(f"unknown norm {norm_s!r} in {what} {text!r}; known: {', '.join(NORMS)}.")
         else:
             norm, eps_s = default_norm, s
-        return cls(norm, parse_eps(eps_s))
+        try:
+            eps = parse_eps(eps_s)
+        except BenchError as e:
+            raise BenchError(f"{what} {text!r}: {e}") from None
+        return cls(norm, eps)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ThreatModel":

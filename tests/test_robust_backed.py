@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from robustbench_lite import results
 from robustbench_lite.cliargs import format_summary
+from robustbench_lite.errors import BenchError
 from robustbench_lite.evaluations.evaluate import build_record
 from robustbench_lite.evaluations.parts import Part
 from robustbench_lite.files import csv_text
@@ -249,3 +251,85 @@ def test_property_random_runs_and_threats() -> None:
             assert (row["accuracy"] is None) <= bool(row["blank_reason"])
             assert ref is None or ref <= results.pct(clean)
     assert blank > 200 and backed > 200  # both sides of the rule were exercised
+
+
+# -- the property through the real runner: random small suites on a linear model -----------------------
+
+RADII = {"linf": (0.002, 0.004, 0.006, 0.01), "l2": (0.05, 0.1, 0.15, 0.3)}
+STANDARD = {"linf": 0.006, "l2": 0.1}
+ENTRIES = {"linf": ('name = "pgd"\nsteps = 3', 'name = "fgsm"', 'name = "min_linf"\nsteps = 3\nsearch_steps = 3'),
+           "l2": ('name = "pgd"\nsteps = 3', 'name = "ddn"\nsteps = 5')}
+
+
+def _random_suite(rng: random.Random, threat: ThreatModel) -> tuple[str, bool]:
+    """A random suite's text, and whether some entry attacks at exactly the threat (the test's own
+    reading of the format: explicit radii, multiples of the threat's or the standard radius, or the
+    threat's radius by default)."""
+    lines, at_threat = [f"cascade = {str(rng.random() < 0.5).lower()}"], False
+    for i in range(rng.randint(1, 3)):
+        norm = rng.choice(list(RADII))
+        base = threat.eps if norm == threat.norm else STANDARD[norm]
+        lines += ["[[attacks]]", rng.choice(ENTRIES[norm]), f'label = "a{i}"', f'norm = "{norm}"']
+        if rng.random() < 0.2:
+            lines.append(f"cascade = {str(rng.random() < 0.5).lower()}")
+        how = rng.random()
+        if how < 0.5:
+            radii = sorted(rng.sample(RADII[norm], rng.randint(1, 2)))
+            lines.append("eps = [" + ", ".join(repr(e) for e in radii) + "]")
+        elif how < 0.75:
+            scales = sorted(rng.sample((0.5, 1.0, 2.0), rng.randint(1, 2)))
+            lines.append("eps_scale = [" + ", ".join(repr(s) for s in scales) + "]")
+            radii = [s * base for s in scales]
+        else:
+            radii = [base]
+        at_threat |= norm == threat.norm and any(abs(e - threat.eps) <= 1e-9 for e in radii)
+    return "\n".join(lines) + "\n", at_threat
+
+
+@pytest.mark.slow
+def test_property_random_suites_through_the_runner(tmp_path) -> None:
+    """Random small suites and threats on a linear model (closed-form minimum perturbations): a suite
+    with no attack at the threat is refused before running; otherwise the robust accuracy is backed
+    by a part at exactly the threat that ran on every point it had to, lies between the exact robust
+    accuracy (no attack can break a point whose smallest adversarial is larger) and the clean
+    accuracy; and read at a threat no attack ran at, the same parts give none."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from eval_helpers import linear_min_norms, linear_problem
+
+    from robustbench_lite.evaluations.runner import RunContext, run_tasks
+    from robustbench_lite.evaluations.suite import check_suite_threat, parse_suite
+
+    model, x, y = linear_problem(12, seed=3)
+    y = y.clone()
+    y[:2] = (y[:2] + 1) % 10  # two misclassified points: clean accuracy 10/12
+    l2, linf, _ = linear_min_norms(model, x, y)
+    mins = {"linf": linf, "l2": l2}
+    rng = random.Random(7)
+    ran = refused = 0
+    for case in range(24):
+        norm = rng.choice(list(RADII))
+        threat = ThreatModel(norm, rng.choice(RADII[norm]))
+        text, at_threat = _random_suite(rng, threat)
+        suite = parse_suite(text)
+        if not at_threat:
+            with pytest.raises(BenchError, match="no attack at the threat"):
+                check_suite_threat(suite, threat, STANDARD, (1, 28, 28))
+            refused += 1
+            continue
+        check_suite_threat(suite, threat, STANDARD, (1, 28, 28))
+        ctx = RunContext(suite, threat, case, 8, tmp_path / f"r{case}", {"case": case}, standard_eps=STANDARD)
+        clean, parts = run_tasks(model, x, y, ctx)
+        rec = build_record(clean, parts, threat)
+        ran += 1
+        assert rec["robust_accuracy"] is not None, (text, threat, rec.get("robust_accuracy_note"))
+        exact = results.pct([c and bool(m > threat.eps) for c, m in zip(clean, mins[norm].tolist())])
+        assert exact <= rec["robust_accuracy"] <= rec["clean_accuracy"], (text, threat)
+        backing = [i for i, p in enumerate(parts) if p.norm == norm and p.eps == threat.eps]
+        assert any(results.part_covers(clean, parts[i], parts[:i]) for i in backing), text
+        for row in rec["summary"][1:]:
+            assert row["worst_case"] is not None and row["worst_case"] <= rec["clean_accuracy"]
+        other = ThreatModel(norm, threat.eps * 1.37)  # a radius no entry attacks at
+        assert build_record(clean, parts, other)["robust_accuracy"] is None
+    assert ran >= 8 and refused >= 4, (ran, refused)
