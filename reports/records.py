@@ -20,6 +20,7 @@ from robustbench_lite.errors import BenchError
 from robustbench_lite.threat import NORM_ALIASES, format_eps, format_threat, parse_eps, parse_threat  # noqa: F401
 from robustbench_lite.results import (RESULT_FORMAT, RESULT_FORMAT_VERSION, column_value, num, same_eps,  # noqa: F401
                                      upgrade_record)
+from robustbench_lite.results import recorded_robust
 
 # Checkpoint file stems that say nothing about the model; the parent folder names it instead.
 GENERIC_STEMS = frozenset({"ckpt", "checkpoint", "model", "last", "best", "final", "weights"})
@@ -156,7 +157,7 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
         seed=int(record["seed"]) if num(record.get("seed")) is not None else None,
         date=str(record.get("date", "")), versions=dict(record.get("versions") or {}),
         clean=num(record.get("clean_accuracy")), autoattack=aa.value, pgd=pgd.value,
-        auc=sweep_auc(record, norm), min_pert=min_pert, robust=num(record.get("robust_accuracy")), checks=checks,
+        auc=sweep_auc(record, norm), min_pert=min_pert, robust=recorded_robust(record)[0], checks=checks,
         autoattack_scope=aa.scope, pgd_scope=pgd.scope,
         num_classes=int(ck["num_classes"]) if num(ck.get("num_classes")) is not None else None,
     )

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from .files import atomic_write_json, atomic_write_text, csv_text
-from .threat import format_threat
+from .threat import NORM_ALIASES, format_threat
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -286,6 +286,24 @@ def column_value(rows: Iterable[Mapping[str, Any]], attack: str, norm: str, eps:
         return Cell(min(staged), CASCADE, f"{attack} ran on the points earlier attacks left robust: the worst case "
                     "through its stage, at most its own accuracy")
     return Cell(None, why=f"{attack} has no usable accuracy at {norm}:{eps:g}")
+
+
+def recorded_robust(record: Mapping[str, Any]) -> tuple[float | None, str]:
+    """A record's robust accuracy as a reader (the leaderboard, a report) may show it, and ""; or
+    None and why. New records carry None (with ``robust_accuracy_note``) where no attack at the
+    threat backs a number; a record written before that rule may carry the clean accuracy there, so
+    its number counts only where an attack row at exactly its threat has a worst case."""
+    value = num(record.get("robust_accuracy"))
+    if value is None:
+        return None, str(record.get("robust_accuracy_note") or "the record has no robust accuracy")
+    threat = record.get("threat") if isinstance(record.get("threat"), Mapping) else {}
+    norm = NORM_ALIASES.get(str(threat.get("norm", "")).lower())
+    eps = num(threat.get("eps"))
+    rows = [r for r in record.get("attacks") or [] if isinstance(r, Mapping)
+            and NORM_ALIASES.get(str(r.get("norm", "")).lower()) == norm and same_eps(num(r.get("eps")), eps)]
+    if norm is None or eps is None or not any(num(r.get("worst_case")) is not None for r in rows):
+        return None, f"no attack ran at the record's threat {format_threat(norm or '?', eps)}"
+    return value, ""
 
 
 # -- older records -------------------------------------------------------------------------------

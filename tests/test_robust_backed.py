@@ -333,3 +333,26 @@ def test_property_random_suites_through_the_runner(tmp_path) -> None:
         other = ThreatModel(norm, threat.eps * 1.37)  # a radius no entry attacks at
         assert build_record(clean, parts, other)["robust_accuracy"] is None
     assert ran >= 8 and refused >= 4, (ran, refused)
+
+
+# -- what the leaderboard reads -------------------------------------------------------------------------
+
+def test_the_leaderboard_reads_no_robust_accuracy_where_no_attack_at_the_threat_backs_it() -> None:
+    """A new record carries None; a record written before the rule carried the clean accuracy as its
+    robust accuracy (the reported case: an L2-only suite at the Linf threat ranked #1). Neither
+    reaches the leaderboard as a number; a record with an attack row at its threat does."""
+    import json
+    from pathlib import Path as _P
+
+    from robustbench_lite.reports.records import summarize
+
+    base = json.loads((_P(__file__).parent / "fixtures" / "reports" / "records" / "madry_s0.json").read_text())
+    assert summarize(base).robust == base["robust_accuracy"] and base["robust_accuracy"] is not None
+    l2_rows = [{**r, "norm": "l2", "eps": 2.0} for r in base["attacks"]]
+    old = {**base, "attacks": l2_rows, "robust_accuracy": base["clean_accuracy"]}
+    assert summarize(old).robust is None
+    assert results.recorded_robust(old)[1].startswith("no attack ran at the record's threat")
+    new = {**base, "robust_accuracy": None, "robust_accuracy_note": "no attack ran at linf:0.3"}
+    assert summarize(new).robust is None and results.recorded_robust(new) == (None, "no attack ran at linf:0.3")
+    blank_rows = [{**r, "worst_case": None} for r in base["attacks"]]
+    assert summarize({**base, "attacks": blank_rows}).robust is None
