@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 
 from robustbench_lite.errors import BenchError, is_number
 from robustbench_lite.results import same_eps
-from robustbench_lite.threat import NORMS, ThreatModel, format_threat, parse_eps
+from robustbench_lite.threat import NORM_ALIASES, NORMS, ThreatModel, format_threat, parse_eps
 
 from .attacks import ATTACKS, Attack, attack_fields, create_attack
 
@@ -196,8 +196,10 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
             raise BenchError(f"attack entry {i + 1} ({name!r}): 'label' must be a non-empty string, got {label!r}.")
         where = f"attack {label!r}"
         norm = entry.get("norm")
-        if norm is not None and norm not in NORMS:
-            raise BenchError(f"{where}: unknown norm {norm!r}; known: {', '.join(NORMS)}.")
+        if norm is not None:  # the spellings --threat accepts (Linf, inf, l_inf, ...)
+            if not isinstance(norm, str) or NORM_ALIASES.get(norm.strip().lower()) is None:
+                raise BenchError(f"{where}: unknown norm {norm!r}; known: {', '.join(NORMS)}.")
+            norm = NORM_ALIASES[norm.strip().lower()]
         eps: tuple[float, ...] | None = None
         if "eps" in entry:
             eps = _radii(where, "eps", entry["eps"])

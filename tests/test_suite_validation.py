@@ -121,6 +121,12 @@ def test_every_key_is_type_checked_in_one_sentence(text, needle):
     _refused(text, needle)
 
 
+def test_norms_take_the_spellings_the_threat_parser_takes():
+    for spelling in ("linf", "Linf", "LINF", "inf", "l_inf"):
+        assert parse_suite(PGD + f'norm = "{spelling}"\n').attacks[0].norm == "linf"
+    assert parse_suite(PGD + 'norm = "L2"\n').attacks[0].attack.norm == "l2"
+
+
 def test_booleans_are_read_as_booleans():
     suite = parse_suite('cascade = false\nchecks = true\n' + PGD + 'cascade = true\n')
     assert suite.cascade is False and suite.checks is True and suite.attacks[0].cascade is True
