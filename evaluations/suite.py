@@ -268,6 +268,8 @@ def check_suite_threat(suite: Suite, threat: ThreatModel, standard_eps: Mapping[
     ``input_shape`` (:func:`_box_limit`). Returns (label, norm, radii) per entry."""
     threat.check_box(input_shape, what="the evaluation's threat")  # radius 0 or a ball covering the box
     max_eps = suite.extra.get("max_eps", {})
+    for norm, e in max_eps.items():  # L2/L1 are checked against the dataset's inputs only here
+        _box_limit(norm, e, max_eps, input_shape, f"suite {suite.name!r}: 'max_eps'")
     resolved = []
     for spec in suite.attacks:
         norm, radii = entry_radii(spec, threat, standard_eps)

@@ -59,6 +59,13 @@ def test_linf_radii_outside_the_box_are_refused_as_the_threat_parser_refuses_the
     _refused(PGD + f'norm = "linf"\neps = ["0.3", "{radius}"]\n', needle)
 
 
+def test_a_declared_l2_large_eps_beyond_the_datasets_box_is_refused():
+    suite = parse_suite('max_eps = { l2 = "40" }\n' + PGD)
+    spec = get_dataset("mnist5k")
+    with pytest.raises(BenchError, match="max_eps"):
+        check_suite_threat(suite, ThreatModel.parse("linf:0.3"), spec.standard_eps(), spec.input_shape)
+
+
 def test_the_declared_large_eps_stage_may_reach_the_whole_box_but_not_beyond():
     ok = parse_suite('max_eps = { linf = "1.0" }\n' + PGD + 'norm = "linf"\neps = "1.0"\n')
     assert ok.attacks[0].eps == (1.0,) and ok.extra["max_eps"] == {"linf": 1.0}
@@ -76,6 +83,8 @@ def test_the_declared_large_eps_stage_may_reach_the_whole_box_but_not_beyond():
     ('eps = "5.0"', "linf:0.3", "mnist5k", "beyond"),            # the norm follows the threat: Linf here
     ('eps_scale = [200]', "linf:0.3", "mnist5k", "beyond"),      # 200 x 0.3 = 60 in Linf
     ('norm = "l2"\neps_scale = [200]', "linf:8/255", "cifar10", "beyond"),  # 200 x 0.5 > sqrt(3072) = 55.4
+    ('norm = "l2"\neps = "0.5"\n[[attacks]]\nname = "ddn"\nlabel = "big"\neps = "60"', "linf:8/255", "cifar10",
+     "beyond"),
 ])
 def test_radii_beyond_the_datasets_box_are_refused_before_any_work(entry, threat, dataset, needle):
     suite = parse_suite(PGD + entry + '\n[[attacks]]\nname = "fgsm"\n')
