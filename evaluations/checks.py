@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from robustbench_lite.results import worst_case
+from robustbench_lite.results import binom_tail, worst_case
 
 from .attack_paths import PATH_CHECKS, PATH_FLAGS
 from .attacks import ATTACKS
@@ -134,22 +134,6 @@ def prediction_checks(predictions: Sequence[int] | None, labels: Sequence[int], 
                f"{100 * label_share:.1f}%; collapsed at >= {100 * limit:.1f}%)"
                + ("" if share < limit else ": the predictions collapse to one class")),
     ]
-
-
-def binom_tail(k: int, n: int, p: float, *, upper: bool) -> float:
-    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p): the exact one-sided p-value of ``k``
-    successes in ``n`` trials (``scipy.stats.binomtest(k, n, p, alternative="greater"/"less")``),
-    summed in log space so that large ``n`` neither overflows nor underflows."""
-    if not 0 <= k <= n:
-        raise ValueError(f"{k} successes out of {n} trials")
-    if p <= 0.0 or p >= 1.0:
-        x = n if p >= 1.0 else 0  # all mass on one count
-        return float((x >= k) if upper else (x <= k))
-    idx = range(k, n + 1) if upper else range(0, k + 1)
-    lc = math.lgamma(n + 1)
-    logs = [lc - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p) for i in idx]
-    top = max(logs)
-    return min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
 
 
 def chance_decision(correct: int, n: int, chance: float, alpha: float = CHANCE_ALPHA) -> tuple[bool, str]:

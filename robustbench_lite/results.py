@@ -98,6 +98,22 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return (0.0 if successes == 0 else lo), (100.0 if successes == n else hi)
 
 
+def binom_tail(k: int, n: int, p: float, *, upper: bool) -> float:
+    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p): the exact one-sided p-value of ``k``
+    successes in ``n`` trials (``scipy.stats.binomtest(k, n, p, alternative="greater"/"less")``),
+    summed in log space so that large ``n`` neither overflows nor underflows."""
+    if not 0 <= k <= n:
+        raise ValueError(f"{k} successes out of {n} trials")
+    if p <= 0.0 or p >= 1.0:
+        x = n if p >= 1.0 else 0  # all mass on one count
+        return float((x >= k) if upper else (x <= k))
+    idx = range(k, n + 1) if upper else range(0, k + 1)
+    lc = math.lgamma(n + 1)
+    logs = [lc - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p) for i in idx]
+    top = max(logs)
+    return min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
+
+
 def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
     """Per example: robust at (norm, eps) against every part given (the worst-case rule)."""
     robust = [bool(c) for c in clean]

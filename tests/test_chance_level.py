@@ -8,7 +8,8 @@ import random
 import pytest
 from scipy.stats import binomtest
 
-from robustbench_lite.evaluations.checks import CHANCE_ALPHA, binom_tail, chance_decision, prediction_checks
+from robustbench_lite.evaluations.checks import CHANCE_ALPHA, chance_decision, prediction_checks
+from robustbench_lite.results import binom_tail
 
 
 def _above(preds: list[int], labels: list[int], k: int) -> dict:
