@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from robustbench_lite.results import worst_case
+from robustbench_lite.results import binom_tail, worst_case
 
 from .attack_paths import PATH_CHECKS, PATH_FLAGS
 from .attacks import ATTACKS
@@ -43,7 +43,7 @@ DEFAULT_MAX_EPS = {"linf": 1.0}
 MODEL_CHECKS = ("deterministic_output", "logits_not_probabilities", "static_forward", "nonzero_input_gradients",
                 "finite_input_gradients")
 PREDICTION_CHECKS = ("above_chance_level", "predictions_not_collapsed")
-CHANCE_Z = 3.0            # one-sided z: clean accuracy must exceed chance by this many binomial standard errors
+CHANCE_ALPHA = 0.01       # level of the exact one-sided binomial tests of above_chance_level
 COLLAPSE_FRACTION = 0.5   # predictions collapsed: one class takes at least half the way from its label share to 100%
 
 
@@ -100,8 +100,12 @@ def model_checks(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Te
 def prediction_checks(predictions: Sequence[int] | None, labels: Sequence[int], num_classes: int | None) -> list[Check]:
     """Flags of a model no leaderboard should rank, from its clean predictions on every evaluated point.
 
-    - ``above_chance_level``: clean accuracy above what a classifier blind to the input reaches
-      (``max(1/K, largest label share)``) by ``CHANCE_Z`` binomial standard errors.
+    - ``above_chance_level``: a statistical decision on ``k`` correct of ``n`` points against chance
+      ``p0 = max(1/K, largest label share)`` (what a classifier blind to the input reaches), by exact
+      one-sided binomial tests at level ``CHANCE_ALPHA`` (:func:`chance_decision`): passes when the
+      data show the accuracy above chance; fails when they show it below ``p1``, halfway from chance
+      to 100% (at chance level, not clearly above it); passes when they cannot say (too few points:
+      3 of 3 correct is no evidence either way and never fails).
     - ``predictions_not_collapsed``: no class takes ``COLLAPSE_FRACTION`` of the way from its share
       of the labels to all predictions (a constant-class model takes all the way).
     Nothing is checked without predictions (a run made before they were kept)."""
@@ -115,21 +119,45 @@ def prediction_checks(predictions: Sequence[int] | None, labels: Sequence[int], 
         counts_p[int(p)] = counts_p.get(int(p), 0) + 1
     k = max(int(num_classes or 0), len(counts_y), 2)
     chance = max(1.0 / k, max(counts_y.values()) / n)
-    acc = sum(1 for t, p in zip(labels, predictions) if int(t) == int(p)) / n
-    bar = chance + CHANCE_Z * math.sqrt(chance * (1 - chance) / n)
+    correct = sum(1 for t, p in zip(labels, predictions) if int(t) == int(p))
+    acc = correct / n
+    above, detail = chance_decision(correct, n, chance)
     top, top_n = max(counts_p.items(), key=lambda kv: (kv[1], -kv[0]))
     share, label_share = top_n / n, counts_y.get(top, 0) / n
     limit = label_share + COLLAPSE_FRACTION * (1 - label_share)
     return [
-        _check("above_chance_level", acc > bar,
-               f"clean accuracy {100 * acc:.1f}% on {n} points vs chance {100 * chance:.1f}% "
-               f"(needs > {100 * bar:.1f}%: chance + {CHANCE_Z:g} standard errors)"
-               + ("" if acc > bar else ": the model is at chance level, its robust accuracy means nothing")),
+        _check("above_chance_level", above,
+               f"clean accuracy {100 * acc:.1f}% ({correct} of {n} points) vs chance {100 * chance:.1f}%: {detail}"
+               + ("" if above else "; its robust accuracy means nothing")),
         _check("predictions_not_collapsed", share < limit,
                f"class {top} takes {100 * share:.1f}% of the {n} clean predictions (its share of the labels: "
                f"{100 * label_share:.1f}%; collapsed at >= {100 * limit:.1f}%)"
                + ("" if share < limit else ": the predictions collapse to one class")),
     ]
+
+
+def chance_decision(correct: int, n: int, chance: float, alpha: float = CHANCE_ALPHA) -> tuple[bool, str]:
+    """Whether ``correct`` of ``n`` points leaves a model above chance, and why, by two exact
+    one-sided binomial tests at level ``alpha``:
+
+    - above chance: P(X >= correct | chance) <= alpha rejects "accuracy <= chance": passes;
+    - at chance level: P(X <= correct | p1) <= alpha rejects "accuracy >= p1", ``p1`` halfway from
+      chance to 100%: the model is not clearly above chance: fails;
+    - otherwise the data cannot say (too few points): passes, and says so.
+
+    Example: 3 of 3 correct with 10 classes passes (P = 0.001); 10 of 100 correct fails."""
+    if chance >= 1.0:
+        return True, "every point has the same label, so chance is 100% and nothing can be tested"
+    p_above = binom_tail(correct, n, chance, upper=True)
+    if p_above <= alpha:
+        return True, f"above chance (exact one-sided binomial test: p = {p_above:.2g} <= {alpha:g})"
+    p1 = chance + (1.0 - chance) / 2
+    p_near = binom_tail(correct, n, p1, upper=False)
+    if p_near <= alpha:
+        return False, (f"at chance level: not above chance (p = {p_above:.2g} > {alpha:g}) and below {100 * p1:.1f}%, "
+                       f"halfway to 100% (p = {p_near:.2g} <= {alpha:g})")
+    return True, (f"too few points to tell (p = {p_above:.2g} against chance, {p_near:.2g} against {100 * p1:.1f}%, "
+                  f"neither <= {alpha:g}): passed, not shown")
 
 
 _GRAD_FUNCS = ("grad", "backward", "_make_grads")

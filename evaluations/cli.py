@@ -96,7 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from robustbench_lite.reports.store import add_record, check_store
 
         check_store(args.db)
-    if args.threat:
+    if args.threat is not None:  # --threat "" is an error, not the default
         check_threat_text(args.threat, args.dataset or checkpoint_dataset(args.model))
     opts = EvalOptions(suite=args.suite, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
                        seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,

@@ -40,7 +40,7 @@ from .metrics import normalized_auc
 from .attacks.base import attack_key
 from .parts import Part, join_flags
 from .runner import RunContext, run_tasks
-from .suite import Suite, load_suite
+from .suite import Suite, check_suite_threat, load_suite
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +103,19 @@ def evaluate(model_path: str | Path, out_dir: str | Path, options: EvalOptions =
 
 def _threat_for(ckpt: Checkpoint, options: EvalOptions) -> ThreatModel:
     spec = get_dataset(ckpt.dataset)
-    if options.threat:
+    if options.threat is not None:  # "" or blanks are an error (ThreatModel.parse), never the default
         threat = ThreatModel.parse(options.threat)
         note = threat.check_box(spec.input_shape)  # a ball covering the [0,1] box is an error
         if note:
             logger.warning("%s", note)
         return threat
-    if ckpt.threat is not None:
+    if ckpt.threat is not None and ckpt.threat.eps > 0:
         return ckpt.threat
+    if ckpt.threat is not None:  # trained without an attack (--eps 0): radius 0 would report clean accuracy as robust
+        norm = ckpt.threat.norm if ckpt.threat.norm in spec.eps else "linf"
+        logger.info("the checkpoint's threat %s has radius 0 (trained without an attack); evaluating at %s, the "
+                    "dataset's standard radius", ckpt.threat, spec.threat(norm))
+        return spec.threat(norm)
     return spec.threat("linf")
 
 
@@ -124,6 +129,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     require_number("the batch size", options.batch_size, integer=True, minimum=1)
     spec = get_dataset(ckpt.dataset)
     threat = _threat_for(ckpt, options)
+    # before any work: a suite with no attack at the threat, or a radius outside the box, is refused
+    check_suite_threat(suite, threat, spec.standard_eps(), spec.input_shape)
     data = load_test_data(spec, options.data_dir, options.data_file)
     idx = class_balanced_indices(data.targets, options.n_examples)
     n_total = len(idx)
@@ -253,7 +260,7 @@ def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> d
             broke = sum(1 for a, r in zip(att, p.robust) if a and not r)
             row["surrogate"] = (p.config or {}).get("surrogate")
             row["success_rate"] = round(100.0 * broke / sum(att), 2) if sum(att) else None
-    at_threat = results.worst_case(clean, parts, threat.norm, threat.eps)
+    robust, why = results.robust_at(clean, parts, threat.norm, threat.eps)
     sweeps = []
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows[1:]:
@@ -261,11 +268,16 @@ def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> d
     for (label, norm), rs in groups.items():
         if len({r["eps"] for r in rs}) < 2:
             continue
-        auc = normalized_auc([r["eps"] for r in rs], [r["accuracy"] / 100 for r in rs])
+        # a radius whose own accuracy is no measurement (the attack skipped points there) has no AUC either
+        accs = [r["accuracy"] for r in rs]
+        auc = None if None in accs else round(normalized_auc([r["eps"] for r in rs], [a / 100 for a in accs]), 4)
         sweeps += [{"label": label, "attack": r["attack"], "norm": norm, "eps": r["eps"], "accuracy": r["accuracy"],
-                    "exact": r["exact"], "auc": round(auc, 4)} for r in rs]
-    return {"clean_accuracy": results.pct(clean), "robust_accuracy": results.pct(at_threat), "attacks": rows[1:],
-            "summary": rows, "sweeps": sweeps, "checks": []}
+                    "exact": r["exact"], "auc": auc} for r in rs]
+    record = {"clean_accuracy": results.pct(clean), "robust_accuracy": robust, "attacks": rows[1:],
+              "summary": rows, "sweeps": sweeps, "checks": []}
+    if robust is None:  # never the clean accuracy: no attack at the threat backs a number
+        record["robust_accuracy_note"] = why
+    return record
 
 
 def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_lite import distributed
-from robustbench_lite.errors import BenchError
 from robustbench_lite.progress import progress_bar
 from robustbench_lite.results import worst_case
 from robustbench_lite.threat import ThreatModel
@@ -39,7 +38,7 @@ from .attack_paths import PathRecorder
 from .attacks.base import attack_key
 from .parts import CountingModel, Part, join_flags, reuse, write
 from .schedule import LocalQueue, StoreQueue, WorkQueue
-from .suite import AttackSpec, Suite
+from .suite import AttackSpec, Suite, entry_radii
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +60,7 @@ class RunContext:
 
 
 def _eps_list(spec: AttackSpec, ctx: RunContext) -> tuple[str, tuple[float, ...]]:
-    # an attack made for one norm (cw_l2, deepfool_linf, ...) keeps it unless the suite says otherwise
-    norm = spec.norm or (ctx.threat.norm if ctx.threat.norm in spec.attack.norms_supported else spec.attack.norm)
-    if spec.eps is not None:
-        return norm, spec.eps
-    if spec.eps_scale is not None:
-        base = ctx.threat.eps if norm == ctx.threat.norm else ctx.standard_eps.get(norm)
-        if base is None:
-            raise BenchError(f"attack {spec.label!r} scales the {norm} radius but the dataset has no standard {norm} radius.")
-        return norm, tuple(sorted({round(s * base, 10) for s in spec.eps_scale}))
-    if norm == ctx.threat.norm:
-        return norm, (ctx.threat.eps,)
-    if norm in ctx.standard_eps:
-        return norm, (ctx.standard_eps[norm],)
-    raise BenchError(f"attack {spec.label!r} uses norm {norm} but gives no eps and the dataset has no standard {norm} radius.")
+    return entry_radii(spec, ctx.threat, ctx.standard_eps)
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,9 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
         raise BenchError(f"the targets come from different datasets ({', '.join(sorted(datasets))}); transfer needs one.")
     dataset = datasets.pop()
     spec = get_dataset(dataset)
-    tm = ThreatModel.parse(threat) if threat else spec.threat("linf")
+    tm = ThreatModel.parse(threat) if threat is not None else spec.threat("linf")  # "" is an error, not the default
     notes = []
-    if threat:
+    if threat is not None:
         remark = tm.check_box(spec.input_shape)
         if remark:
             logger.warning("%s", remark)

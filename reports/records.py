@@ -23,6 +23,7 @@ from robustbench_lite.errors import BenchError
 from robustbench_lite.threat import NORM_ALIASES, format_eps, format_threat, parse_eps, parse_threat  # noqa: F401
 from robustbench_lite.results import (RESULT_FORMAT, RESULT_FORMAT_VERSION, column_value, num, same_eps,  # noqa: F401
                                      upgrade_record)
+from robustbench_lite.results import recorded_robust
 
 # Checkpoint file stems that say nothing about the model; the parent folder names it instead.
 GENERIC_STEMS = frozenset({"ckpt", "checkpoint", "model", "last", "best", "final", "weights"})
@@ -126,9 +127,6 @@ def builtin_suites() -> dict[str, str]:
     return out
 
 
-ROBUST_WHY_KEYS = ("robust_why", "robust_reason", "robust_accuracy_why", "robust_accuracy_reason", "robust_note")
-
-
 def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
     """Check the few fields everything relies on; raise one clear :class:`BenchError` otherwise."""
     if not isinstance(record, dict):
@@ -190,17 +188,14 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
                                  if r.get("attack") == "min_linf") if v is not None), None)
     checks = tuple(dict(c) for c in record.get("checks") or [] if isinstance(c, Mapping))
     seed = ck.get("seed")
-    robust = num(record.get("robust_accuracy"))
-    robust_why = "" if robust is not None else next(
-        (str(record[k]) for k in ROBUST_WHY_KEYS if isinstance(record.get(k), str) and record[k]),
-        f"no attack of the suite ran at {format_threat(norm, eps)} on every point it had to attack")
-    at_threat = tuple(dict.fromkeys(str(r.get("attack")) for r in rows
-                                    if r.get("norm") == norm and same_eps(num(r.get("eps")), eps)))
-    if robust is not None and not at_threat and record.get("attacks") is not None:
+    robust, robust_why = recorded_robust(record)
+    if robust is None and num(record.get("robust_accuracy")) is not None:
         # a record (of an older version) whose robust accuracy no attack at the threat produced: it is
         # the clean accuracy under another name, never shown as robust
-        robust, robust_why = None, (f"no attack of the suite ran at {format_threat(norm, eps)}, so the recorded "
-                                    f"robust accuracy ({float(record['robust_accuracy']):g}%) is not an attack's")
+        robust_why = (f"no attack of the suite ran at {format_threat(norm, eps)}, so the recorded "
+                      f"robust accuracy ({float(record['robust_accuracy']):g}%) is not an attack's")
+    at_threat = tuple(dict.fromkeys(str(r.get("attack")) for r in rows
+                                    if r.get("norm") == norm and same_eps(num(r.get("eps")), eps)))
     path = str(ck.get("path", ""))
     member = str(ck.get("member") or "model")
     return RecordSummary(

@@ -48,7 +48,7 @@ def check_threat_text(text: str, dataset: str | None, *, flag: str = "--threat",
     error; one that reaches the box's centre from every input is a note."""
     from .threat import ThreatModel
 
-    tm = ThreatModel.parse(text)
+    tm = ThreatModel.parse(text, what=flag)
     if allow_zero and tm.eps == 0:
         return
     shape = None
@@ -94,18 +94,29 @@ def format_summary(rec: dict[str, Any]) -> str:
     lines = [f"{'attack':<16}{'norm':<6}{'eps':>9}{'attacked':>9}{'acc %':>9}{'worst %':>9}{'sec':>9}"]
     for r in rec["summary"]:
         label = r.get("label", r["attack"])  # the suite's display name (records before format 2: 'attack')
-        lines.append(f"{label:<16}{r['norm']:<6}{r['eps']:>9.4g}{r.get('attacked', r['n']):>9}{r['accuracy']:>9.2f}"
-                     f"{r['worst_case']:>9.2f}{r['seconds']:>9.1f}")
+        lines.append(f"{label:<16}{r['norm']:<6}{r['eps']:>9.4g}{r.get('attacked', r['n']):>9}{_pct(r['accuracy'])}"
+                     f"{_pct(r['worst_case'])}{r['seconds']:>9.1f}")
     if _cascade_skipped(rec):
         lines.append("(acc %: points an attack did not run on, because an earlier attack at that threat broke them, "
                      "count as robust to it; --all-points runs every attack on every point)")
-    lines.append(f"robust accuracy (worst case at {rec['threat']['norm']}:{rec['threat']['eps']:.4g}): {rec['robust_accuracy']:.2f}%")
+    at = f"{rec['threat']['norm']}:{rec['threat']['eps']:.4g}"
+    if rec.get("robust_accuracy") is None:  # no attack at the threat backs a number: never the clean accuracy
+        lines.append(f"robust accuracy (worst case at {at}): none, {rec.get('robust_accuracy_note') or 'no attack ran at the threat'}")
+    else:
+        lines.append(f"robust accuracy (worst case at {at}): {rec['robust_accuracy']:.2f}%")
+    blank = [r for r in rec["summary"] if None in (r.get("accuracy"), r.get("worst_case")) and r.get("blank_reason")]
+    lines += [f"(- for {r.get('label', r['attack'])} at {r['norm']}:{r['eps']:.4g}: {r['blank_reason']})" for r in blank]
     checks = rec.get("checks") or []
     failed = [c for c in checks if not c["passed"]]
     lines += [f"CHECK FAILED {c['name']}: {c['detail']}" for c in failed]
     if checks:
         lines.append(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed (docs/checks.md explains each)")
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    """A percentage in the summary table's 9-character column; blank (-) where there is none."""
+    return f"{'-':>9}" if value is None else f"{value:>9.2f}"
 
 
 def _cascade_skipped(rec: dict[str, Any]) -> bool:

@@ -10,7 +10,17 @@ A row knows what produced it, never by its display label alone:
   point (or broke the point at a smaller eps of its own sweep). False in a cascade, where it ran
   only on the points earlier attacks left robust: its ``accuracy`` counts the skipped points as
   robust and so is only an upper bound of its own accuracy.
-- ``worst_case`` the suite's accuracy at that (norm, eps) over this row and every row before it.
+- ``worst_case`` the suite's accuracy at that (norm, eps) over this row and every row before it;
+  None where no attack ran at exactly that (norm, eps) on every point it had to attack
+  (:func:`coverage_gap`). ``accuracy`` is None (and ``exact`` False) where the row's own attack
+  skipped a point it had to attack. ``blank_reason`` says why a cell of the row is blank.
+
+A robust accuracy exists only where an attack at exactly that threat backs it: at a threat
+(norm, eps) at least one attack ran at that norm and radius on every point it had to attack (each
+clean-correct point not already broken there by an earlier attack). Attacks at a smaller radius or
+another norm alone give no robust accuracy at the threat (the record's ``robust_accuracy`` is then
+None with ``robust_accuracy_note``), never the clean accuracy. A minimum-norm attack counts at the
+radii of its grid only (each is a row); it is not interpolated to other radii.
 
 The worst-case rule (AutoAttack's, per example): at a threat (norm, eps) a point is robust only
 if it is clean-correct and no attack broke it at that norm with a radius <= eps (a perturbation
@@ -35,6 +45,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from .files import atomic_write_json, atomic_write_text, csv_text
+from .threat import NORM_ALIASES, format_threat
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,7 +61,7 @@ EXACT, CASCADE = "exact", "cascade"
 EPS_TOL = 1e-12
 
 SUMMARY_COLUMNS = ("label", "attack", "kind", "norm", "eps", "n", "attacked", "exact", "accuracy", "worst_case",
-                   "mean_min_norm", "median_min_norm", "seconds", "forwards", "backwards", "silent_success",
+                   "blank_reason", "mean_min_norm", "median_min_norm", "seconds", "forwards", "backwards", "silent_success",
                    "no_gradient", "still_improving")
 
 
@@ -87,6 +98,22 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return (0.0 if successes == 0 else lo), (100.0 if successes == n else hi)
 
 
+def binom_tail(k: int, n: int, p: float, *, upper: bool) -> float:
+    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p): the exact one-sided p-value of ``k``
+    successes in ``n`` trials (``scipy.stats.binomtest(k, n, p, alternative="greater"/"less")``),
+    summed in log space so that large ``n`` neither overflows nor underflows."""
+    if not 0 <= k <= n:
+        raise ValueError(f"{k} successes out of {n} trials")
+    if p <= 0.0 or p >= 1.0:
+        x = n if p >= 1.0 else 0  # all mass on one count
+        return float((x >= k) if upper else (x <= k))
+    idx = range(k, n + 1) if upper else range(0, k + 1)
+    lc = math.lgamma(n + 1)
+    logs = [lc - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p) for i in idx]
+    top = max(logs)
+    return min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
+
+
 def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, eps: float) -> list[bool]:
     """Per example: robust at (norm, eps) against every part given (the worst-case rule)."""
     robust = [bool(c) for c in clean]
@@ -94,6 +121,45 @@ def worst_case(clean: Sequence[bool], parts: Iterable[PerExample], norm: str, ep
         if p.norm == norm and p.eps <= eps + EPS_TOL:
             robust = [r and bool(q) for r, q in zip(robust, p.robust)]
     return robust
+
+
+def part_covers(clean: Sequence[bool], part: PerExample, before: Sequence[PerExample]) -> bool:
+    """Whether ``part`` ran on every point it had to attack at its own (norm, eps): each clean-correct
+    point that no part of ``before`` (the parts run before it: earlier attacks, its own smaller
+    radii) broke at that norm with a radius <= its eps. A radius-0 part needs no point: nothing can
+    move inside a ball of radius 0, so the clean verdict is its verdict."""
+    if part.eps != part.eps:  # NaN: a minimum-norm run itself, not a radius
+        return False
+    if part.eps <= EPS_TOL:
+        return True
+    todo = worst_case(clean, before, part.norm, part.eps)
+    return len(part.attacked) == len(todo) and all(bool(a) for a, t in zip(part.attacked, todo) if t)
+
+
+def coverage_gap(clean: Sequence[bool], parts: Sequence[PerExample], norm: str, eps: float) -> str:
+    """Why no robust accuracy exists at the threat (norm, eps) for these parts, or "" when one does.
+
+    A robust accuracy exists only where at least one attack ran at exactly that norm and radius on
+    every point it had to attack (:func:`part_covers`). Attacks at a smaller radius, another norm, a
+    radius 0 below a radius > 0, or on only some of the points are not evidence at the threat: the
+    worst case over them would be an accuracy no attack at the threat produced (with no attack at all,
+    the clean accuracy). A minimum-norm attack counts at the radii of its grid, like any other."""
+    at = [i for i, p in enumerate(parts) if p.norm == norm and same_eps(p.eps, eps)]
+    where = format_threat(norm, eps)
+    if not at:
+        ran = sorted({format_threat(p.norm, p.eps) for p in parts if p.eps == p.eps})
+        return f"no attack ran at {where} (attacks ran at: {', '.join(ran) or 'no radius'})"
+    if any(part_covers(clean, parts[i], parts[:i]) for i in at):
+        return ""
+    labels = ", ".join(sorted({parts[i].label for i in at}))
+    return f"no attack at {where} ran on every point it had to attack ({labels} skipped some)"
+
+
+def robust_at(clean: Sequence[bool], parts: Sequence[PerExample], norm: str, eps: float) -> tuple[float | None, str]:
+    """The robust accuracy (%) at (norm, eps), the worst case per example over ``parts``, and ""; or
+    None and the reason (:func:`coverage_gap`) where no attack at that threat backs it."""
+    why = coverage_gap(clean, parts, norm, eps)
+    return (None, why) if why else (pct(worst_case(clean, parts, norm, eps)), "")
 
 
 def is_exact(clean: Sequence[bool], part: PerExample, own_earlier: Iterable[PerExample] = ()) -> bool:
@@ -134,15 +200,20 @@ def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[
     n = len(clean)
     rows: list[dict[str, Any]] = [{
         "label": "clean", "attack": "clean", "kind": "clean", "norm": norm, "eps": 0.0, "n": n, "attacked": n,
-        "exact": True, "accuracy": pct(clean), "worst_case": pct(clean), "mean_min_norm": None,
+        "exact": True, "accuracy": pct(clean), "worst_case": pct(clean), "blank_reason": None, "mean_min_norm": None,
         "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0}]
     for i, p in enumerate(parts):
         own = [q for q in parts[:i] if q.label == p.label and q.norm == p.norm and q.eps < p.eps]
         mean, med = mean_median(v for v, c in zip(p.norms, clean) if c) if p.norms is not None else (None, None)
+        worst, why = robust_at(clean, parts[:i + 1], p.norm, p.eps)
+        covers = part_covers(clean, p, parts[:i])
+        if not covers:  # the reason for the blank accuracy (and, when it is blank too, the worst case)
+            why = "; ".join(w for w in (why, f"{p.label} skipped points it had to attack at its radius, so its "
+                                        "accuracy is no measurement") if w)
         rows.append({
             "label": p.label, "attack": p.attack, "kind": kinds.get(p.attack, WHITE_BOX), "norm": p.norm,
-            "eps": p.eps, "n": n, "attacked": sum(1 for a in p.attacked if a), "exact": is_exact(clean, p, own),
-            "accuracy": pct(p.robust), "worst_case": pct(worst_case(clean, parts[:i + 1], p.norm, p.eps)),
+            "eps": p.eps, "n": n, "attacked": sum(1 for a in p.attacked if a), "exact": covers and is_exact(clean, p, own),
+            "accuracy": pct(p.robust) if covers else None, "worst_case": worst, "blank_reason": why or None,
             "mean_min_norm": mean, "median_min_norm": med, "seconds": round(float(p.seconds), 3),
             "forwards": p.forwards, "backwards": p.backwards})
     return rows
@@ -231,6 +302,24 @@ def column_value(rows: Iterable[Mapping[str, Any]], attack: str, norm: str, eps:
         return Cell(min(staged), CASCADE, f"{attack} ran on the points earlier attacks left robust: the worst case "
                     "through its stage, at most its own accuracy")
     return Cell(None, why=f"{attack} has no usable accuracy at {norm}:{eps:g}")
+
+
+def recorded_robust(record: Mapping[str, Any]) -> tuple[float | None, str]:
+    """A record's robust accuracy as a reader (the leaderboard, a report) may show it, and ""; or
+    None and why. New records carry None (with ``robust_accuracy_note``) where no attack at the
+    threat backs a number; a record written before that rule may carry the clean accuracy there, so
+    its number counts only where an attack row at exactly its threat has a worst case."""
+    value = num(record.get("robust_accuracy"))
+    if value is None:
+        return None, str(record.get("robust_accuracy_note") or "the record has no robust accuracy")
+    threat = record.get("threat") if isinstance(record.get("threat"), Mapping) else {}
+    norm = NORM_ALIASES.get(str(threat.get("norm", "")).lower())
+    eps = num(threat.get("eps"))
+    rows = [r for r in record.get("attacks") or [] if isinstance(r, Mapping)
+            and NORM_ALIASES.get(str(r.get("norm", "")).lower()) == norm and same_eps(num(r.get("eps")), eps)]
+    if norm is None or eps is None or not any(num(r.get("worst_case")) is not None for r in rows):
+        return None, f"no attack ran at the record's threat {format_threat(norm or '?', eps)}"
+    return value, ""
 
 
 # -- older records -------------------------------------------------------------------------------

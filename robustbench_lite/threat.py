@@ -55,17 +55,30 @@ class ThreatModel:
             raise BenchError(f"epsilon must be a finite number >= 0, got {self.eps!r}.")
 
     @classmethod
-    def parse(cls, text: str, default_norm: str = "linf") -> "ThreatModel":
-        """``norm:eps`` or just ``eps`` (then ``default_norm``)."""
-        s = str(text).strip().lower()
+    def parse(cls, text: str, default_norm: str = "linf", *, what: str = "the threat") -> "ThreatModel":
+        """``norm:eps`` or just ``eps`` (then ``default_norm``). An empty or blank text, an empty norm
+        or eps (``linf:``, ``:0.3``), or more than one ``:`` is a :class:`BenchError`, never the default."""
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            text = str(text)
+        if not isinstance(text, str) or not text.strip():
+            raise BenchError(f"{what} {text!r} is empty; write e.g. linf:8/255, l2:0.5 or 0.3.")
+        s = text.strip().lower()
+        if s.count(":") > 1:
+            raise BenchError(f"cannot read {what} {text!r}: write norm:eps, e.g. linf:8/255 or l2:0.5.")
         if ":" in s:
             norm_s, eps_s = s.split(":", 1)
+            if not eps_s.strip():
+                raise BenchError(f"{what} {text!r} has no radius; write e.g. {norm_s.strip() or 'linf'}:8/255.")
             norm = _ALIASES.get(norm_s.strip())
             if norm is None:
-                raise BenchError(f"unknown norm {norm_s!r} in {text!r}; known: {', '.join(NORMS)}.")
+                raise BenchError(f"unknown norm {norm_s!r} in {what} {text!r}; known: {', '.join(NORMS)}.")
         else:
             norm, eps_s = default_norm, s
-        return cls(norm, parse_eps(eps_s))
+        try:
+            eps = parse_eps(eps_s)
+        except BenchError as e:
+            raise BenchError(f"{what} {text!r}: {e}") from None
+        return cls(norm, eps)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ThreatModel":
@@ -131,11 +144,15 @@ def parse_threat(text: str) -> tuple[str, float]:
 
 
 def format_eps(eps: float) -> str:
-    """``0.0313725...`` -> ``"8/255"``; other values in short decimal form."""
-    frac = Fraction(eps).limit_denominator(255)
-    if eps > 0 and frac.denominator == 255 and abs(float(frac) - eps) < 1e-12:
-        return f"{frac.numerator}/255"
-    return f"{eps:g}"
+    """``0.0313725...`` -> ``"8/255"`` (also ``5/255``, not its reduced ``1/51``); a value whose
+    short decimal form is exact (``0.2``, ``1``) in that form; others in short decimal form."""
+    short = f"{eps:g}"
+    if float(short) == eps:
+        return short
+    k = round(eps * 255)
+    if k > 0 and abs(k / 255 - eps) < 1e-12:
+        return f"{k}/255"
+    return short
 
 
 def format_threat(norm: str, eps: float | None) -> str:

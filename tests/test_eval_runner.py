@@ -251,7 +251,7 @@ def _per_example(path: Path) -> list[dict[str, str]]:
 def test_two_shards_merged_equal_unsharded(tmp_path, eval_natural_ckpt):
     suite = tmp_path / "s.toml"
     suite.write_text(SHARD_SUITE)
-    base = dict(suite=str(suite), n_examples=40, batch_size=16, check_examples=8)
+    base = dict(suite=str(suite), n_examples=40, batch_size=16, check_examples=8, threat="linf:0.1")
     full = evaluate(eval_natural_ckpt, tmp_path / "full", EvalOptions(**base))
     for i in range(2):
         evaluate(eval_natural_ckpt, tmp_path / f"s{i}", EvalOptions(**base, shard=f"{i}/2"))
@@ -275,7 +275,7 @@ def test_channels_last_gives_the_same_result_as_nchw(tmp_path, eval_natural_ckpt
     """The default channels_last layout changes only the speed: per-example results equal NCHW's."""
     suite = tmp_path / "s.toml"
     suite.write_text(SHARD_SUITE)
-    base = dict(suite=str(suite), n_examples=40, batch_size=16, check_examples=8)
+    base = dict(suite=str(suite), n_examples=40, batch_size=16, check_examples=8, threat="linf:0.1")
     fast = evaluate(eval_natural_ckpt, tmp_path / "nhwc", EvalOptions(**base))
     slow = evaluate(eval_natural_ckpt, tmp_path / "nchw", EvalOptions(**base, channels_last=False))
     assert fast["memory_format"] == "channels_last" and slow["memory_format"] == "contiguous"
@@ -312,7 +312,8 @@ def test_model_that_cannot_run_channels_last_falls_back_to_nchw(tmp_path):
     suite = tmp_path / "s.toml"
     suite.write_text(SHARD_SUITE)
     rec = evaluate_loaded(ckpt, parse_suite(suite.read_text()), tmp_path / "out",
-                          EvalOptions(suite=str(suite), n_examples=16, batch_size=16, check_examples=8))
+                          EvalOptions(suite=str(suite), n_examples=16, batch_size=16, check_examples=8,
+                                      threat="linf:0.1"))
     assert rec["memory_format"] == "contiguous" and rec["n"] == 16
 
 
@@ -329,7 +330,8 @@ def test_default_batch_size_is_128_on_a_cpu_and_recorded(tmp_path):
     suite = tmp_path / "s.toml"
     suite.write_text(SHARD_SUITE)
     rec = evaluate_loaded(ckpt, parse_suite(suite.read_text()), tmp_path / "out",
-                          EvalOptions(suite=str(suite), n_examples=16, check_examples=8, device="cpu"))
+                          EvalOptions(suite=str(suite), n_examples=16, check_examples=8, device="cpu",
+                                      threat="linf:0.1"))
     assert rec["batch_size"] == 128
     part = json.loads(next((tmp_path / "out" / "parts").glob("*.json")).read_text())
     assert part["fingerprint"]["batch_size"] == 128

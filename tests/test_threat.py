@@ -25,3 +25,27 @@ def test_str_roundtrip():
         assert ThreatModel.parse(str(t)) == t
     assert str(ThreatModel.parse("8/255")) == "linf:8/255"
     assert parse_eps(0.25) == 0.25
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("", "is empty"), ("   ", "is empty"), ("linf:", "has no radius"), ("l2: ", "has no radius"),
+    ("linf:0.3:0.1", "write norm:eps"), (":0.3", "unknown norm"), ("linf:abc", "epsilon"),
+])
+def test_malformed_threats_name_the_flag_they_came_from(text, needle):
+    """Every parse error names where the text came from (``what``): one sentence, never the default."""
+    with pytest.raises(BenchError) as info:
+        ThreatModel.parse(text, what="--threat")
+    msg = str(info.value)
+    assert needle in msg and "--threat" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("eps,text", [
+    (8 / 255, "8/255"), (5 / 255, "5/255"), (10 / 255, "10/255"), (100 / 255, "100/255"), (0.2, "0.2"),
+    (1.0, "1"), (0.3, "0.3"), (0.031, "0.031"), (0.0, "0"), (2.0, "2"),
+])
+def test_format_eps_keeps_k_over_255_and_exact_decimals(eps, text):
+    """5/255 reduces to 1/51: it still reads 5/255; a short exact decimal stays a decimal."""
+    from robustbench_lite.threat import format_eps
+
+    assert format_eps(eps) == text
+    assert parse_eps(text) == pytest.approx(eps, rel=1e-12)
