@@ -374,6 +374,9 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
         raise BenchError(f"{path} is neither a robustbench_lite checkpoint nor a state_dict.")
     if arch is None or dataset is None:
         raise BenchError(f"{path} is a plain state_dict: pass --arch and --dataset so it can be built.")
+    if member is not None:  # recorded as "model" otherwise: the user would believe another network was evaluated
+        raise BenchError(f"{path} is a plain state_dict holding one network; --member {member!r} picks a network of a "
+                         "multi-network checkpoint of ours: leave it out.")
     spec = get_dataset(dataset)
     n_cls = num_classes or spec.num_classes
     kwargs = _inferred_kwargs(arch, sd)
