@@ -317,6 +317,34 @@ def _cases(f: dict[str, Path], tmp: Path) -> list[tuple[str, list[Any]]]:
         ("export --out is the db", ["export", "--db", tmp / "lb.sqlite", "--out", tmp / "lb.sqlite"]),
         ("export --db missing", ["export", "--db", tmp / "nosuch.sqlite", "--out", o("x1.csv")]),
         ("export --out a folder", ["export", "--db", tmp / "lb.sqlite", "--out", d]),
+        # -- output paths under a regular file, broken links, empty values
+        ("eval --out under a file", [*E, "--model", ck, "--out", txt / "sub"]),
+        ("train --out under a file", [*T, "--out", txt / "sub"]),
+        ("merge --out under a file", ["merge", s0, s1, "--out", txt / "sub"]),
+        ("transfer --out under a file", ["transfer", "--surrogates", ck, "--targets", ck, "--out", txt / "sub"]),
+        ("analyze --out under a file", ["analyze", "--model", ck, "--out", txt / "sub"]),
+        ("demo --out under a file", ["demo", "--defenses", "natural", "--out", txt / "sub"]),
+        ("report --out under a file", ["report", "--db", tmp / "lb.sqlite", "--out", txt / "sub"]),
+        ("eval --model a broken symlink", [*E, "--model", tmp / "broken_link.pt", "--out", o("e70")]),
+        ("eval --out a broken symlink", [*E, "--model", ck, "--out", tmp / "broken_out"]),
+        ("transfer empty surrogate", ["transfer", "--surrogates", "", "--targets", ck, "--out", o("t9")]),
+        ("transfer --out holds another matrix", ["transfer", "--surrogates", ck, "--targets", f["ckpt2"],
+                                                 "--out", tmp / "old_transfer"]),
+        ("analyze empty --out", ["analyze", "--model", ck, "--out", ""]),
+        ("analyze empty --model", ["analyze", "--model", "", "--out", o("a9")]),
+        ("train --option =3 (empty key)", [*T, "--option", "=3", "--out", o("r38")]),
+        ("train --option beta= (empty value)", ["train", "--defense", "trades", "--dataset", "synthetic", "--preset",
+                                                "mnist5k", "--epochs", "1", "--no-progress", "--option", "beta=",
+                                                "--out", o("r39")]),
+        ("train act alpha=true (a boolean)", ["train", "--defense", "act", "--dataset", "synthetic", "--preset", "mnist5k",
+                                              "--epochs", "1", "--no-progress", "--option", "alpha=true", "--out", o("r40")]),
+        ("train arrest stage1_epochs=1.5", ["train", "--defense", "arrest", "--dataset", "synthetic", "--preset",
+                                            "mnist5k", "--epochs", "7", "--no-progress", "--option", "stage1_epochs=1.5",
+                                            "--out", o("r41")]),
+        ("train --resume with another seed", [*T, "--resume", "--seed", "5", "--out", ck.parent]),
+        ("train --resume of another defense", ["train", "--defense", "madry", "--dataset", "synthetic", "--preset",
+                                               "mnist5k", "--epochs", "2", "--no-progress", "--resume", "--out", ck.parent]),
+        ("train --eps empty", [*T, "--eps", "", "--out", o("r42")]),
         # -- the front door
         ("unknown command", ["nosuch"]),
         ("--log-level nosuch", ["--log-level", "nosuch", "leaderboard"]),
@@ -333,6 +361,10 @@ def _prepare(f: dict[str, Path], tmp: Path) -> None:
     bad = tmp / "badshard"
     shutil.copytree(f["shard0"], bad)
     (bad / "result.json").write_text("{ not json")
+    (tmp / "broken_link.pt").symlink_to(tmp / "nowhere.pt")
+    (tmp / "broken_out").symlink_to(tmp / "nowhere_dir")
+    (tmp / "old_transfer").mkdir()
+    (tmp / "old_transfer" / "transfer.json").write_text(json.dumps({"rows": [{"surrogate": "x.pt", "target": "y.pt"}]}))
     prev = tmp / "demo_prev" / "natural"
     prev.mkdir(parents=True)
     shutil.copy(f["ckpt"], prev / "checkpoint.pt")

@@ -137,6 +137,11 @@ def _train(args: argparse.Namespace, *, main: bool) -> int:
             cfg = dataclasses.replace(cfg, options={**cfg.options, **options})
         check_config(cfg)  # names, recipe options and their ranges: before anything loads or trains
         configs.append(cfg)
+    if args.resume:  # the run in each folder must be this configuration's, before any seed trains
+        from .trainer import check_same_run
+
+        for cfg, out in zip(configs, outs):
+            check_same_run(out / "checkpoint.pt", cfg)
     if args.eps is not None:  # eps 0 trains without an attack (a natural baseline); a ball covering [0,1] is an error
         check_threat_text(f"{configs[0].attack.norm}:{args.eps}", configs[0].dataset, flag="--eps", allow_zero=True)
     for cfg, out in zip(configs, outs):

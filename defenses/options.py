@@ -82,7 +82,7 @@ def type_error(value: Any, default: Any) -> str | None:
     if isinstance(default, (int, float)):
         integer = isinstance(default, int)
         ok = is_number(value) and math.isfinite(value) and (isinstance(value, int) or not integer)
-        return None if ok else "an integer" if integer else "a finite number"
+        return None if ok else "an integer" if integer else "a number"
     if isinstance(default, str):
         return None if isinstance(value, str) else "a string"
     return None

@@ -338,7 +338,7 @@ def test_every_preset_passes_its_rules():
     ("act", "temperature=0", "option temperature must be > 0"),
     ("afd", "lr_features=-1", "option lr_features must be > 0"),
     ("arrest", "phi=200", "option phi must be in [0, 90]"),
-    ("trades", "beta=NaN", "option beta must be a finite number"),
+    ("trades", "beta=NaN", "option beta must be a number, got nan"),
 ])
 def test_train_refuses_bad_options_before_training(capsys, tmp_path, defense, option, needle):
     t0 = time.perf_counter()
@@ -386,3 +386,17 @@ def test_demo_never_deletes_an_earlier_run(capsys, tmp_path, synthetic_ckpt):
     code, _, err = _run(capsys, "demo", "--defenses", "natural", "--out", tmp_path / "d", "--no-progress")
     _one_clear_error(code, err, "earlier demo", "--resume")
     assert _hashes(tmp_path / "d") == before
+
+
+@pytest.mark.parametrize("change,needle", [(["--seed", "1"], "seed 0 (now 1)"), (["--weight-decay", "0.1"], "weight_decay 0.0 (now 0.1)"),
+                                           (["--batch-size", "8"], "batch_size 16 (now 8)")])
+def test_train_resume_continues_only_the_same_run(capsys, tmp_path, synthetic_ckpt, change, needle):
+    """synthetic_ckpt: natural, mnist5k preset (weight decay 0), batch 16, seed 0, 8 epochs."""
+    run = tmp_path / "r"
+    run.mkdir()
+    shutil.copy(synthetic_ckpt, run / "checkpoint.pt")
+    before = _hashes(run)
+    code, _, err = _run(capsys, "train", "--defense", "natural", "--dataset", "synthetic", "--preset", "mnist5k",
+                        "--batch-size", "16", "--epochs", "9", "--no-progress", "--resume", "--out", run, *change)
+    _one_clear_error(code, err, "continues only the same run", needle)
+    assert _hashes(run) == before
