@@ -50,7 +50,8 @@ def add_eval(sub: Subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="attack batch size (default: 128 on a CPU, 256 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="seed for every attack's randomness")
-    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>)")
+    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>, "
+                   "eval-<suite>-<member> with --member); a folder holding another evaluation needs --resume of the same run")
     p.add_argument("--threat", default=None, help="threat model, e.g. linf:8/255 or l2:0.5 (default: the checkpoint's, or "
                    "a robustbench: entry's leaderboard; another one is evaluated with a warning)")
     p.add_argument("--resume", action="store_true", help="reuse finished (attack, eps) parts in --out")
@@ -84,6 +85,8 @@ def add_eval(sub: Subparsers) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from robustbench_lite.files import slug
+
     from .evaluate import EvalOptions, evaluate, parse_shard
 
     for flag, value in (("--model", args.model), ("--suite", args.suite), ("--out", args.out), ("--arch", args.arch),
@@ -91,7 +94,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         ("--data-file", args.data_file), ("--data-dir", args.data_dir), ("--normalize", args.normalize)):
         if value is not None and not str(value).strip():
             raise BenchError(f"{flag} is empty; leave it out or give a value.")
-    out = Path(args.out) if args.out is not None else Path(args.model).parent / f"eval-{Path(args.suite).stem}"
+    member = f"-{slug(args.member)}" if args.member else ""  # ACT's natural F beside its robust G, never over it
+    out = Path(args.out) if args.out is not None else Path(args.model).parent / f"eval-{Path(args.suite).stem}{member}"
     if args.shard and not args.out:
         i, k = parse_shard(args.shard)
         out = out.with_name(f"{out.name}-shard{i}of{k}")

@@ -160,6 +160,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     if ckpt.normalize is not None or ckpt.robustbench is not None:  # the same weights built another way are another model
         fingerprint["model"] = {"arch": ckpt.arch, "normalize": ckpt.normalize}
     check_eval_folder(out, fingerprint, resume=options.resume)  # never over another run's evaluation
+    distributed.barrier()  # under torchrun every rank has looked at the folder before any rank writes in it
     ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
                      cascade=False if options.all_points else None,
                      standard_eps=spec.standard_eps(), offset=offset)

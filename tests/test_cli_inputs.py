@@ -400,3 +400,19 @@ def test_train_resume_continues_only_the_same_run(capsys, tmp_path, synthetic_ck
                         "--batch-size", "16", "--epochs", "9", "--no-progress", "--resume", "--out", run, *change)
     _one_clear_error(code, err, "continues only the same run", needle)
     assert _hashes(run) == before
+
+
+def test_eval_of_another_member_gets_its_own_default_folder(capsys, tmp_path, synthetic_ckpt):
+    """`bench eval --model act.pt` then `--member natural` (the README's ACT workflow) must not meet in one folder."""
+    obj = torch.load(synthetic_ckpt, weights_only=False)
+    obj["members"]["natural"] = {k: v.clone() for k, v in obj["members"]["model"].items()}
+    run = tmp_path / "act"
+    run.mkdir()
+    torch.save(obj, run / "checkpoint.pt")
+    (tmp_path / "tiny.toml").write_text(SUITE)
+    args = ["eval", "--model", run / "checkpoint.pt", "--suite", tmp_path / "tiny.toml", "--n-examples", "8",
+            "--device", "cpu", "--no-db", "--no-progress"]
+    assert _run(capsys, *args)[0] == 0
+    assert _run(capsys, *args, "--member", "natural")[0] == 0
+    assert json.loads((run / "eval-tiny" / "result.json").read_text())["checkpoint"]["member"] == "model"
+    assert json.loads((run / "eval-tiny-natural" / "result.json").read_text())["checkpoint"]["member"] == "natural"
