@@ -80,6 +80,7 @@ def test_merge_refuses_an_out_that_is_inside_or_contains_a_shard(capsys, tmp_pat
     assert _hashes(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_merge_refuses_a_folder_of_another_run_but_merges_the_same_run_again(capsys, tmp_path, evals):
     s0, s1 = _copy(evals, "shard0", tmp_path), _copy(evals, "shard1", tmp_path)
     other = tmp_path / "other_eval"
@@ -402,6 +403,7 @@ def test_train_resume_continues_only_the_same_run(capsys, tmp_path, synthetic_ck
     assert _hashes(run) == before
 
 
+@pytest.mark.slow
 def test_eval_of_another_member_gets_its_own_default_folder(capsys, tmp_path, synthetic_ckpt):
     """`bench eval --model act.pt` then `--member natural` (the README's ACT workflow) must not meet in one folder."""
     obj = torch.load(synthetic_ckpt, weights_only=False)
