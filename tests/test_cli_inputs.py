@@ -418,3 +418,20 @@ def test_eval_of_another_member_gets_its_own_default_folder(capsys, tmp_path, sy
     assert _run(capsys, *args, "--member", "natural")[0] == 0
     assert json.loads((run / "eval-tiny" / "result.json").read_text())["checkpoint"]["member"] == "model"
     assert json.loads((run / "eval-tiny-natural" / "result.json").read_text())["checkpoint"]["member"] == "natural"
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--defense", "natural", "--dataset", "synthetic", "--preset", "mnist5k", "--epochs", "1", "--no-progress"],
+    ["train", "--defense", "natural", "--dataset", "synthetic", "--preset", "mnist5k", "--epochs", "1", "--no-progress",
+     "--seeds", "1", "2"],
+    ["analyze", "--model", "m.pt"],
+    ["demo", "--defenses", "natural", "--no-progress"],
+    ["merge", "a", "b"],
+    ["transfer", "--surrogates", "m.pt", "--targets", "m.pt"],
+], ids=["train", "train-seeds", "analyze", "demo", "merge", "transfer"])
+def test_an_empty_out_is_refused_and_nothing_lands_in_the_working_folder(capsys, tmp_path, monkeypatch, argv):
+    """`--out ""` was read as the working folder by train (a checkpoint.pt and log.csv appeared there)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, *argv, "--out", "")
+    _one_clear_error(code, err, "--out is empty")
+    assert list(tmp_path.iterdir()) == []
