@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import DEFENSES, AttackConfig, Recipe, TrainConfig, register_defense
-    from .presets import build_config
+    from .presets import build_config, check_config
     from .trainer import train
 
 _LAZY = {
     "DEFENSES": "base", "AttackConfig": "base", "Recipe": "base", "TrainConfig": "base", "register_defense": "base",
-    "build_config": "presets", "train": "trainer",
+    "build_config": "presets", "check_config": "presets", "train": "trainer",
 }
 RECIPE_MODULES = ("standard", "act", "afd", "arrest", "trades")  # each registers its recipes on import
 
@@ -38,5 +38,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DEFENSES", "AttackConfig", "Recipe", "TrainConfig", "register_defense", "build_config", "train",
+__all__ = ["DEFENSES", "AttackConfig", "Recipe", "TrainConfig", "register_defense", "build_config", "check_config", "train",
            "load_recipes"]

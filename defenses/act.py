@@ -23,6 +23,7 @@ from typing import Callable
 from torch import nn
 
 from .base import Members, Optimizers, Recipe, register_defense
+from .options import Choice, Range
 from .ddp import pad
 from .losses import act_attack_loss, act_losses
 from .standard import attack_batch
@@ -31,6 +32,8 @@ from .standard import attack_batch
 @register_defense("act")
 class ACT(Recipe):
     option_defaults = {"alpha": 0.9, "temperature": 4.0, "attack_form": "code"}
+    option_rules = {"alpha": Range(0, 1), "temperature": Range(0, None, open_low=True),
+                    "attack_form": Choice("code", "paper")}
 
     def members(self, make_model: Callable[[], nn.Module]) -> Members:
         return {"model": make_model(), "natural": make_model()}

@@ -38,6 +38,7 @@ from robustbench_lite.models.afd import AFDNet
 from robustbench_lite.utils import frozen
 
 from .base import Members, Optimizers, Recipe, TrainConfig, register_defense
+from .options import Choice, Range
 from .ddp import allreduce_grads_, on_global_batch, unwrap
 from .losses import GAN_LOSSES, discriminator_loss, feature_loss
 from .standard import attack_batch
@@ -86,17 +87,15 @@ class AFD(Recipe):
     option_defaults = {"gan_loss": "wgan", "attack": "apgd", "lr_features": 0.5, "lr_discriminator": 0.5,
                        "weight_decay_discriminator": -1.0, "update_order": "code",
                        "reset_classifier": True}
+    option_rules = {"gan_loss": Choice(*GAN_LOSSES), "attack": Choice("apgd", "pgd"),
+                    "lr_features": Range(0, None, open_low=True), "lr_discriminator": Range(0, None, open_low=True),
+                    "weight_decay_discriminator": Range(0, None, also=(-1,), meaning="the run's weight_decay"),
+                    "update_order": Choice("code", "paper")}
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
         if cfg.arch != "afd_net":
             raise BenchError(f"afd trains arch 'afd_net' (set arch_kwargs backbone = ...), not {cfg.arch!r}.")
-        if self.opts["gan_loss"] not in GAN_LOSSES:
-            raise BenchError(f"afd gan_loss must be one of {', '.join(GAN_LOSSES)}, got {self.opts['gan_loss']!r}.")
-        if self.opts["attack"] not in ("apgd", "pgd"):
-            raise BenchError(f"afd attack must be 'apgd' or 'pgd', got {self.opts['attack']!r}.")
-        if self.opts["update_order"] not in ("code", "paper"):
-            raise BenchError(f"afd update_order must be 'code' or 'paper', got {self.opts['update_order']!r}.")
         self.input_shape = get_dataset(cfg.dataset).input_shape
 
     # -- networks -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ Two stages in one run (``cfg.epochs`` = ``stage1_epochs`` + finetuning epochs):
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -36,6 +37,7 @@ from robustbench_lite.errors import BenchError
 from robustbench_lite.utils import frozen
 
 from .base import Members, Optimizers, Recipe, TrainConfig, register_defense
+from .options import Choice, Range
 from .ddp import rand_like_batch
 from .losses import angular_distance, noisy_replay_mask, nr_threshold
 from .standard import attack_batch
@@ -46,16 +48,19 @@ VARIANTS = {"aft": (False, False), "aft_rgkd": (True, False), "aft_nr": (False, 
 @register_defense("arrest")
 class Arrest(Recipe):
     option_defaults = {"variant": "arrest", "lam": 50.0, "phi": 30.0, "stage1_epochs": 0, "nr_epochs": -1, "init": ""}
+    # phi: the NR angle in degrees (tau = 1 - cos(phi) spans the angular distance's [0, 1] for phi in [0, 90])
+    option_rules = {"variant": Choice(*VARIANTS), "lam": Range(0, None), "phi": Range(0, 90),
+                    "stage1_epochs": Range(0, None), "nr_epochs": Range(0, None, also=(-1,), meaning="half the finetuning epochs")}
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
-        if self.opts["variant"] not in VARIANTS:
-            raise BenchError(f"arrest variant must be one of {', '.join(VARIANTS)}, got {self.opts['variant']!r}.")
         self.use_rgkd, self.use_nr = VARIANTS[self.opts["variant"]]
         self.stage1 = int(self.opts["stage1_epochs"])
         self.warmup_start = self.stage1  # the eps warm-up counts from the start of stage 2
         if self.opts["init"] and self.stage1 != 0:
             raise BenchError("arrest: with init=<checkpoint> stage 1 is skipped, so stage1_epochs must be 0.")
+        if self.opts["init"] and not Path(self.opts["init"]).is_file():
+            raise BenchError(f"arrest init {self.opts['init']} is not a checkpoint file (it does not exist or is a folder).")
         if not self.opts["init"] and self.stage1 <= 0:
             raise BenchError("arrest needs a pretrained model: pass --option init=<natural checkpoint> or stage1_epochs>0.")
         if self.stage1 >= cfg.epochs:

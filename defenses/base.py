@@ -7,16 +7,17 @@ epochs, data, LR schedules, checkpoints, resume and logging.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from robustbench_lite.errors import BenchError, is_number, require_number
+from robustbench_lite.errors import require_number
 from robustbench_lite.registry import Registry
 from robustbench_lite.threat import ThreatModel
+
+from .options import Rule, check_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ddp import Shard
@@ -99,20 +100,6 @@ class TrainConfig:
         return d
 
 
-def _option_type_error(value: Any, default: Any) -> str | None:
-    """What a recipe option must be when ``value`` lacks its default's type, else None. An integer
-    is a number; numbers are finite; a default of None takes anything."""
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else "true or false"
-    if isinstance(default, (int, float)):
-        integer = isinstance(default, int)
-        ok = is_number(value) and math.isfinite(value) and (isinstance(value, int) or not integer)
-        return None if ok else "an integer" if integer else "a number"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else "a string"
-    return None
-
-
 Members = dict[str, nn.Module]
 Optimizers = dict[str, torch.optim.Optimizer]
 
@@ -121,7 +108,9 @@ class Recipe:
     """Base recipe: one network, SGD, ``loss`` minimised per batch.
 
     Subclasses set ``name`` and override ``loss`` — or ``members``/``optimizers``/``train_step``
-    when they train several networks. ``option_defaults`` declares the recipe's own options.
+    when they train several networks. ``option_defaults`` declares the recipe's own options (their
+    types are the defaults'), ``option_rules`` their ranges or allowed values: the constructor refuses
+    a bad one before anything trains (:func:`defenses.options.check_options`).
 
     Under torchrun (:mod:`defenses.ddp`) ``train_step`` gets this rank's rows of the global batch and
     the members that train as :class:`defenses.ddp.Replica` objects; ``self.shard`` (``None`` in a
@@ -133,18 +122,12 @@ class Recipe:
 
     name: ClassVar[str] = ""
     option_defaults: ClassVar[dict[str, Any]] = {}
+    option_rules: ClassVar[dict[str, Rule]] = {}  # each option's range or allowed values (defenses.options)
     eval_member: ClassVar[str] = "model"
     ddp_find_unused: ClassVar[bool] = False
 
     def __init__(self, cfg: TrainConfig) -> None:
-        unknown = sorted(set(cfg.options) - set(self.option_defaults))
-        if unknown:
-            valid = ", ".join(sorted(self.option_defaults)) or "none"
-            raise BenchError(f"defense {self.name!r} has no option {', '.join(unknown)}; valid: {valid}.")
-        for k, v in cfg.options.items():
-            kind = _option_type_error(v, self.option_defaults[k])
-            if kind:
-                raise BenchError(f"defense {self.name!r}: option {k} must be {kind}, got {v!r}.")
+        check_options(self.name, cfg.options, self.option_defaults, self.option_rules)
         self.cfg = cfg
         self.opts = {**self.option_defaults, **cfg.options}
         self.epoch = 0

@@ -75,6 +75,18 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return k.strip(), v
 
 
+def _check_resume(outs: list[Path], resume: bool) -> None:
+    """Up front, before any seed trains: ``--resume`` needs a run to continue (a checkpoint in at least
+    one of ``outs``; with --seeds, seeds without one start fresh); without it no checkpoint may exist."""
+    found = [out / "checkpoint.pt" for out in outs if (out / "checkpoint.pt").is_file()]
+    if resume and not found:
+        where = outs[0] if len(outs) == 1 else f"any seed folder of {outs[0].parent}"
+        raise BenchError(f"--resume: there is no run to continue (no checkpoint.pt in {where}); leave out --resume "
+                         "to start one.")
+    if not resume and found:
+        raise BenchError(f"{found[0]} already exists; pass --resume to continue it or choose another --out.")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``bench train``; under ``torchrun`` every process joins the group and trains its share of each
     batch with DistributedDataParallel (rank 0 alone prints, logs and writes)."""
@@ -95,15 +107,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, *, main: bool) -> int:
     seeds = args.seeds if args.seeds else [args.seed]
+    if len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds lists a seed twice ({' '.join(map(str, seeds))}); give each seed once.")
+    check_out_folder(args.out, files=("seeds.csv",) if args.seeds else TRAIN_FILES)
     outs = [Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds]
-    if args.seeds:
-        check_out_folder(args.out, files=("seeds.csv",))
     for out in outs:
         check_out_folder(out, files=TRAIN_FILES)
+    _check_resume(outs, args.resume)
 
     from robustbench_lite.threat import parse_eps
 
-    from robustbench_lite.defenses import build_config, train
+    from robustbench_lite.defenses import build_config, check_config, train
 
     overrides: dict[str, Any] = {
         "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
@@ -121,7 +135,13 @@ def _train(args: argparse.Namespace, *, main: bool) -> int:
             import dataclasses
 
             cfg = dataclasses.replace(cfg, options={**cfg.options, **options})
+        check_config(cfg)  # names, recipe options and their ranges: before anything loads or trains
         configs.append(cfg)
+    if args.resume:  # the run in each folder must be this configuration's, before any seed trains
+        from .trainer import check_same_run
+
+        for cfg, out in zip(configs, outs):
+            check_same_run(out / "checkpoint.pt", cfg)
     if args.eps is not None:  # eps 0 trains without an attack (a natural baseline); a ball covering [0,1] is an error
         check_threat_text(f"{configs[0].attack.norm}:{args.eps}", configs[0].dataset, flag="--eps", allow_zero=True)
     for cfg, out in zip(configs, outs):

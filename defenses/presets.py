@@ -66,3 +66,21 @@ def build_config(defense: str, preset: str, overrides: dict[str, Any]) -> TrainC
         return TrainConfig(defense=defense, dataset=dataset, attack=AttackConfig(**attack), **table)
     except TypeError as e:
         raise BenchError(f"bad preset {defense}/{preset}: {e}.") from None
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Everything about ``cfg`` that can be refused before any data loads or any epoch trains: the
+    dataset and architecture names, and the recipe's options and constraints (its constructor checks
+    them: :func:`defenses.options.check_options`). One sentence, :class:`BenchError`."""
+    from robustbench_lite.data import get_dataset
+    from robustbench_lite.models import MODELS
+
+    from . import load_recipes
+    from .base import DEFENSES
+
+    load_recipes()
+    get_dataset(cfg.dataset)
+    if cfg.arch not in MODELS:
+        raise BenchError(f"unknown model {cfg.arch!r} for training; known: {', '.join(MODELS.names())} "
+                         "(bench train builds registered architectures only).")
+    DEFENSES.get(cfg.defense)(cfg)

@@ -29,6 +29,7 @@ from robustbench_lite.evaluations.losses import kl_to
 from robustbench_lite.utils import frozen
 
 from .base import Recipe, register_defense
+from .options import Range
 from .ddp import pad
 from .losses import trades_kl
 from .standard import attack_batch
@@ -37,6 +38,7 @@ from .standard import attack_batch
 @register_defense("trades")
 class Trades(Recipe):
     option_defaults = {"beta": 6.0}
+    option_rules = {"beta": Range(0, None)}  # the weight of the KL term (0: natural training on clean inputs)
 
     def loss(self, model, x, y, generator):  # type: ignore[no-untyped-def]
         with frozen(model), torch.no_grad():  # eval mode, as the official trades_loss

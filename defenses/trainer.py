@@ -285,14 +285,46 @@ def _save(path: Path, cfg: TrainConfig, recipe: Recipe, members: Members, optimi
     save_checkpoint(path, ckpt)
 
 
+# settings a resumed run may change: more epochs and their LR schedule, where the data lives, the memory
+# layout (same numbers) and the held-out log's sample; the rest (data, model, batch, attack, seed,
+# recipe options, precision setting) make another run
+RESUME_MAY_CHANGE = frozenset({"epochs", "lr", "lr_schedule", "milestones", "gamma", "data_dir", "channels_last",
+                               "precision", "options", "eval_n", "eval_steps"})
+
+
+def _changed_settings(old: Any, cfg: TrainConfig) -> str:
+    """'seed 0 (now 1), option beta 6.0 (now 1.0)': the stored settings this configuration changes."""
+    if not isinstance(old, dict):
+        return ""
+    new = cfg.to_dict()
+    diffs = [f"{k} {old[k]} (now {new[k]})" for k in new if k not in RESUME_MAY_CHANGE and k in old and old[k] != new[k]]
+    old_opts = old.get("options") if isinstance(old.get("options"), dict) else {}
+    diffs += [f"option {k} {old_opts[k]} (now {v})" for k, v in cfg.options.items() if k in old_opts and old_opts[k] != v]
+    return ", ".join(diffs)
+
+
+def check_same_run(path: Path, cfg: TrainConfig, ckpt: dict[str, Any] | None = None) -> None:
+    """Refuse to resume the checkpoint at ``path`` with ``cfg`` when it was trained with another recipe,
+    architecture or setting (continuing would make one run of two configurations' epochs)."""
+    if not path.is_file():
+        return
+    ckpt = read_checkpoint_dict(path) if ckpt is None else ckpt
+    if ckpt.get("defense") != cfg.defense or ckpt.get("arch") != cfg.arch:
+        raise BenchError(f"{path} was trained with {ckpt.get('defense')}/{ckpt.get('arch')}, not {cfg.defense}/{cfg.arch}.")
+    changed = _changed_settings(ckpt.get("defense_config"), cfg)
+    if changed:
+        raise BenchError(f"--resume continues only the same run, but {path} was trained with {changed}; resume with "
+                         "its settings (only the epochs, the LR schedule, --data-dir and the memory layout may change) or "
+                         "choose another --out.")
+
+
 def _restore(path: Path, cfg: TrainConfig, members: Members, optimizers: Optimizers,
              gen: torch.Generator) -> tuple[int, list[dict[str, Any]]]:
     ckpt = read_checkpoint_dict(path)
     state = ckpt.get("train_state")
     if state is None:
         raise BenchError(f"{path} holds no training state to resume from.")
-    if ckpt.get("defense") != cfg.defense or ckpt.get("arch") != cfg.arch:
-        raise BenchError(f"{path} was trained with {ckpt.get('defense')}/{ckpt.get('arch')}, not {cfg.defense}/{cfg.arch}.")
+    check_same_run(path, cfg, ckpt)
     try:
         for k, m in members.items():
             m.load_state_dict(ckpt["members"][k])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from robustbench_lite import distributed
 from robustbench_lite.cliargs import (EVAL_FILES, check_out_folder, check_threat_text, checkpoint_dataset,
                                       format_summary, note, note_n_examples, positive_int)
+from robustbench_lite.errors import BenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from robustbench_lite.cliargs import Subparsers
@@ -49,7 +50,8 @@ def add_eval(sub: Subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="attack batch size (default: 128 on a CPU, 256 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="seed for every attack's randomness")
-    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>)")
+    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval-<suite>, "
+                   "eval-<suite>-<member> with --member); a folder holding another evaluation needs --resume of the same run")
     p.add_argument("--threat", default=None, help="threat model, e.g. linf:8/255 or l2:0.5 (default: the checkpoint's, or "
                    "a robustbench: entry's leaderboard; another one is evaluated with a warning)")
     p.add_argument("--resume", action="store_true", help="reuse finished (attack, eps) parts in --out")
@@ -83,14 +85,25 @@ def add_eval(sub: Subparsers) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from robustbench_lite.files import slug
+
     from .evaluate import EvalOptions, evaluate, parse_shard
 
-    out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{Path(args.suite).stem}"
+    for flag, value in (("--model", args.model), ("--suite", args.suite), ("--out", args.out), ("--arch", args.arch),
+                        ("--dataset", args.dataset), ("--member", args.member), ("--threat", args.threat),
+                        ("--data-file", args.data_file), ("--data-dir", args.data_dir), ("--normalize", args.normalize)):
+        if value is not None and not str(value).strip():
+            raise BenchError(f"{flag} is empty; leave it out or give a value.")
+    member = f"-{slug(args.member)}" if args.member else ""  # ACT's natural F beside its robust G, never over it
+    out = Path(args.out) if args.out is not None else Path(args.model).parent / f"eval-{Path(args.suite).stem}{member}"
     if args.shard and not args.out:
         i, k = parse_shard(args.shard)
         out = out.with_name(f"{out.name}-shard{i}of{k}")
     check_out_folder(out, files=EVAL_FILES)
     check_out_folder(out / "parts")
+    from .outfolder import check_eval_folder
+
+    check_eval_folder(out, None, resume=args.resume)  # another evaluation there: --resume or a new --out
     record = not args.no_db and not args.shard  # a shard is partial: record the merged result instead
     if record:
         from robustbench_lite.reports.store import add_record, check_store
@@ -133,7 +146,10 @@ def add_merge(sub: Subparsers) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    from robustbench_lite.files import check_apart_from_inputs
+
     check_out_folder(args.out, files=EVAL_FILES)
+    check_apart_from_inputs(args.out, args.dirs, what="shard folder")
     check_out_folder(Path(args.out) / "parts")
     from .evaluate import merge
 
@@ -170,6 +186,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from .transfer import OUT_FILES, transfer_matrix
 
     check_out_folder(args.out, files=OUT_FILES)
+    _check_transfer_folder(Path(args.out), args.surrogates, args.targets)
     rows = transfer_matrix(args.surrogates, args.targets, args.out, n_examples=args.n_examples, threat=args.threat,
                            steps=args.steps, seed=args.seed, batch_size=args.batch_size, device=args.device,
                            data_dir=args.data_dir)
@@ -183,6 +200,30 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     note_n_examples(args.n_examples, info.get("n_examples"), info.get("dataset"))
     print(f"results: {Path(args.out) / 'transfer.csv'}")
     return 0
+
+
+def _check_transfer_folder(out: Path, surrogates: list[str], targets: list[str]) -> None:
+    """A folder holding the transfer matrix of other checkpoints is refused (it would be replaced); the
+    same surrogates and targets again replace their own matrix."""
+    import json
+
+    for flag, paths in (("--surrogates", surrogates), ("--targets", targets)):
+        for p in paths:
+            if not str(p).strip():
+                raise BenchError(f"{flag} has an empty path; give checkpoint files.")
+    f = out / "transfer.json"
+    if not f.is_file():
+        return
+    try:
+        rows = json.loads(f.read_text()).get("rows", [])
+        old = {(str(Path(r["surrogate"]).resolve()), str(Path(r["target"]).resolve())) for r in rows}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        raise BenchError(f"--out {out} holds a transfer.json this command did not write (unreadable); choose a new "
+                         "--out.") from None
+    new = {(str(Path(s).resolve()), str(Path(t).resolve())) for s in surrogates for t in targets}
+    if old != new:
+        raise BenchError(f"--out {out} already holds the transfer matrix of other checkpoints; choose a new --out "
+                         "(the same --surrogates and --targets again replace their own).")
 
 
 # -- analyze --------------------------------------------------------------------------------------
@@ -212,8 +253,16 @@ def add_analyze(sub: Subparsers) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else Path(args.model).parent / "analyses"
+    for flag, value in (("--model", args.model), ("--out", args.out), ("--reference", args.reference),
+                        ("--member", args.member)):
+        if value is not None and not str(value).strip():
+            raise BenchError(f"{flag} is empty; leave it out or give a value.")
+    out = Path(args.out) if args.out is not None else Path(args.model).parent / "analyses"
     check_out_folder(out, files=ANALYZE_FILES)
+    if args.reference is not None:  # read now: the analyses before the similarity take minutes
+        from robustbench_lite.checkpoint import read_checkpoint_dict
+
+        read_checkpoint_dict(args.reference)
     world = distributed.world()
     if world.distributed and not world.main:
         # the analyses are a few small sequential fits (seconds to minutes): under torchrun rank 0 runs

@@ -29,6 +29,7 @@ from robustbench_lite import distributed, results
 from robustbench_lite.checkpoint import Checkpoint, load_checkpoint
 from robustbench_lite.data import class_balanced_indices, get_dataset, load_test_data
 from robustbench_lite.errors import BenchError, require_number
+from robustbench_lite.files import check_apart_from_inputs
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, default_batch_size, library_versions,
                                    frozen, make_generator, set_channels_last, sha256_file)
@@ -37,6 +38,7 @@ from .attack_paths import flag_counts
 from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
 from .indicators import INDICATOR_CHECKS, indicator_checks
 from .metrics import normalized_auc
+from .outfolder import check_eval_folder, check_merge_folder
 from .attacks.base import attack_key
 from .parts import Part, join_flags
 from .runner import RunContext, run_tasks
@@ -164,6 +166,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
         fingerprint["data_file"] = data.sha256  # type: ignore[union-attr]
     if ckpt.normalize is not None or ckpt.robustbench is not None:  # the same weights built another way are another model
         fingerprint["model"] = {"arch": ckpt.arch, "normalize": ckpt.normalize}
+    check_eval_folder(out, fingerprint, resume=options.resume)  # never over another run's evaluation
+    distributed.barrier()  # under torchrun every rank has looked at the folder before any rank writes in it
     ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
                      cascade=False if options.all_points else None,
                      standard_eps=spec.standard_eps(), offset=offset)
@@ -280,6 +284,16 @@ def build_record(clean: list[bool], parts: list[Part], threat: ThreatModel) -> d
     return record
 
 
+def _merged_fingerprint(part_file: Path) -> dict[str, Any]:
+    """The fingerprint the merged parts carry: a shard's, with no shard (the unsharded run's)."""
+    import json
+
+    try:
+        return {**json.loads(part_file.read_text())["fingerprint"], "shard": None}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BenchError(f"{part_file} is not a readable part (damaged); rerun that shard with --resume.") from None
+
+
 def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     """Join the folders of ``bench eval --shard i/k`` runs by example index into ``out_dir``: the
     same parts, per_example.csv, summary.csv, sweeps.csv, checks.json and result.json as the
@@ -290,13 +304,17 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     from .suite import parse_suite
 
     dirs = [Path(d) for d in shard_dirs]
+    check_apart_from_inputs(out_dir, dirs, what="shard folder")  # never over (or inside) what it reads
     recs = []
     for d in dirs:
         f = d / "result.json"
         if not f.is_file():
             raise BenchError(f"{d} has no result.json: finish that shard before merging.")
-        rec = json.loads(f.read_text())
-        if "shard" not in rec:
+        try:
+            rec = json.loads(f.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise BenchError(f"{f} is not a readable result.json (damaged or not JSON); rerun that shard.") from None
+        if not isinstance(rec, dict) or "shard" not in rec:
             raise BenchError(f"{d} is not a shard folder (it was not made with --shard).")
         recs.append((rec["shard"]["start"], d, rec))
     recs.sort(key=lambda t: t[0])
@@ -319,8 +337,10 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
         raise BenchError(f"the shards cover {pos} of {n_total} examples: a shard is missing.")
     out = Path(out_dir)
     parts_out = out / "parts"
-    parts_out.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name for p in (recs[0][1] / "parts").glob("*.json"))
+    if names:
+        check_merge_folder(out, _merged_fingerprint(recs[0][1] / "parts" / names[0]))
+    parts_out.mkdir(parents=True, exist_ok=True)
     fingerprint = None
     by_key: dict[str, Part] = {}
     for name in names:
@@ -329,8 +349,11 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
             f = d / "parts" / name
             if not f.is_file():
                 raise BenchError(f"{d} lacks the finished part {name}: finish that shard (--resume) before merging.")
-            data = json.loads(f.read_text())
-            part = data["part"]
+            try:
+                data = json.loads(f.read_text())
+                part = data["part"]
+            except (ValueError, KeyError, TypeError):
+                raise BenchError(f"{f} is not a readable part (damaged); rerun that shard with --resume.") from None
             if merged is None:
                 merged = dict(part)
                 fingerprint = {**data["fingerprint"], "shard": None}

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import get_dataset
+from .checkpoint_format import FORMAT, FORMAT_VERSION, bad as _bad, check_format as _check_format
 from .errors import BenchError
 from .models import MODELS, apply_normalize, build_external, create_model, kwargs_from_state_dict, parse_normalize
 from .models.normalize import applied_normalization
@@ -42,8 +43,8 @@ from .zoo import ZooModel, is_robustbench_spec, resolve, source_commit
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "robustbench_lite/checkpoint"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "load_checkpoint", "make_checkpoint", "read_checkpoint_dict",
+           "save_checkpoint"]
 
 
 @dataclass
@@ -251,59 +252,6 @@ def _normalized(model: nn.Module, normalize: str | None, channels: int) -> nn.Mo
     return apply_normalize(model, mean, std)
 
 
-def _is_int(v: Any, minimum: int = 1) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-
-
-def _bad(path: Path, what: str) -> BenchError:
-    return BenchError(f"{path} is a damaged robustbench_lite checkpoint: {what}.")
-
-
-def _check_format(obj: Mapping[str, Any], path: Path) -> None:
-    """Every field :func:`load_checkpoint` reads has its type, else one sentence naming the field."""
-    version = obj.get("format_version", 0)
-    if not _is_int(version, 0):
-        raise _bad(path, f"format_version is {version!r}, not an integer")
-    if version > FORMAT_VERSION:
-        raise BenchError(f"{path} was written by a newer robustbench_lite (format {version}); upgrade.")
-    members = obj.get("members")
-    if members is None:
-        raise _bad(path, "it has no 'members' (the networks' state_dicts)")
-    if not isinstance(members, Mapping):
-        raise _bad(path, f"'members' is a {type(members).__name__}, not a dict of state_dicts")
-    if not members:
-        raise _bad(path, "'members' is empty")
-    for name, sd in members.items():
-        if not isinstance(name, str) or not isinstance(sd, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
-            raise _bad(path, f"member {name!r} is not a state_dict (a dict of tensors)")
-    if not isinstance(obj.get("default_member", "model"), str):
-        raise _bad(path, f"default_member is {obj['default_member']!r}, not a name")
-    arch = obj.get("arch")
-    if not isinstance(arch, str) or not arch:
-        raise _bad(path, "it has no 'arch'" if arch is None else f"'arch' is {arch!r}, not a model name")
-    kwargs = obj.get("arch_kwargs", {})
-    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
-        raise _bad(path, f"'arch_kwargs' is {kwargs!r}, not a dict of keyword arguments")
-    if not isinstance(obj.get("dataset"), str):
-        raise _bad(path, "it has no 'dataset'" if "dataset" not in obj else f"'dataset' is {obj['dataset']!r}, not a name")
-    for key in ("num_classes", "input_shape"):
-        if key not in obj:
-            raise _bad(path, f"it has no {key!r}")
-    if not _is_int(obj["num_classes"]):
-        raise _bad(path, f"'num_classes' is {obj['num_classes']!r}, not a positive integer")
-    shape = obj["input_shape"]
-    if not isinstance(shape, (list, tuple)) or not shape or not all(_is_int(d) for d in shape):
-        raise _bad(path, f"'input_shape' is {shape!r}, not a list of positive integers like [3, 32, 32]")
-    if obj.get("threat") is not None and not isinstance(obj["threat"], Mapping):
-        raise _bad(path, f"'threat' is {obj['threat']!r}, not a dict with norm and eps")
-    for key, kind, name in (("defense", str, "a name"), ("defense_config", Mapping, "a dict"), ("history", list, "a list")):
-        if key in obj and not isinstance(obj[key], kind):
-            raise _bad(path, f"{key!r} is {type(obj[key]).__name__}, not {name}")
-    if not all(isinstance(row, Mapping) for row in obj.get("history", [])):
-        raise _bad(path, "'history' holds rows that are not dicts")
-
-
 def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str | None = None,
                     member: str | None = None, num_classes: int | None = None,
                     normalize: str | None = None, threat: str | None = None) -> Checkpoint:
@@ -374,6 +322,9 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None, dataset: str |
         raise BenchError(f"{path} is neither a robustbench_lite checkpoint nor a state_dict.")
     if arch is None or dataset is None:
         raise BenchError(f"{path} is a plain state_dict: pass --arch and --dataset so it can be built.")
+    if member is not None:  # recorded as "model" otherwise: the user would believe another network was evaluated
+        raise BenchError(f"{path} is a plain state_dict holding one network; --member {member!r} picks a network of a "
+                         "multi-network checkpoint of ours: leave it out.")
     spec = get_dataset(dataset)
     n_cls = num_classes or spec.num_classes
     kwargs = _inferred_kwargs(arch, sd)

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from .cliargs import TRAIN_FILES, check_out_folder, note_n_examples, positive_int
 from .errors import BenchError
@@ -69,7 +69,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_store(db, flag="the demo's leaderboard")
     check_out_folder(out / "report", flag="the demo's report folder")
 
-    from robustbench_lite.defenses import build_config, train
+    from robustbench_lite.defenses import train
     from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate
     from robustbench_lite.reports.baselines import load_baselines
     from robustbench_lite.reports.leaderboard import leaderboard
@@ -79,19 +79,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     defenses = args.defenses or plan["defenses"]
     suite = args.suite or plan["suite"]
     n = args.n_examples or plan["n_examples"]
-    for defense in defenses:
-        check_out_folder(out / defense, flag=f"the demo's {defense} folder", files=TRAIN_FILES)
+    configs = _check_demo_plan(args, out, db, defenses, suite)  # every mistake before the first minute of training
     t0 = time.perf_counter()
     timings: list[tuple[str, float, float]] = []
-    for defense in defenses:
+    for defense, cfg in zip(defenses, configs):
         run = out / defense
         ckpt = run / "checkpoint.pt"
-        cfg = build_config(defense, "mnist5k", {})
         t1 = time.perf_counter()
-        if not (args.resume and ckpt.exists() and _finished(ckpt, cfg.epochs)):
-            if ckpt.exists() and not args.resume:
-                ckpt.unlink()
-            train(cfg, run, resume=args.resume, device=args.device, progress=not args.no_progress)
+        if not (ckpt.exists() and _finished(ckpt, cfg.epochs)):
+            train(cfg, run, resume=ckpt.exists(), device=args.device, progress=not args.no_progress)
         t2 = time.perf_counter()
         ev = run / f"eval-{suite}"
         rec = evaluate(ckpt, ev, EvalOptions(suite=suite, n_examples=n, device=args.device, resume=args.resume))
@@ -105,6 +101,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\n" + "  ".join(f"{d}: train {a:.0f}s eval {b:.0f}s" for d, a, b in timings))
     print(f"total {time.perf_counter() - t0:.0f} s; report: {files.html}; results: {out}")
     return 0
+
+
+def _check_demo_plan(args: argparse.Namespace, out: Path, db: Path, defenses: Sequence[str], suite: str) -> list[Any]:
+    """Refuse, before any training: a repeated or unknown recipe, a bad suite or device, and (without
+    --resume) an --out already holding a demo's runs, which the demo would otherwise overwrite. Returns
+    the recipes' training configurations."""
+    from robustbench_lite.defenses import build_config, check_config
+    from robustbench_lite.evaluations.outfolder import holds_evaluation
+    from robustbench_lite.evaluations.suite import load_suite
+
+    from .utils import resolve_device
+
+    if len(set(defenses)) != len(defenses):
+        raise BenchError(f"--defenses lists a recipe twice ({' '.join(defenses)}); give each once.")
+    load_suite(suite)
+    resolve_device(args.device)
+    configs = []
+    for defense in defenses:
+        check_out_folder(out / defense, flag=f"the demo's {defense} folder", files=TRAIN_FILES)
+        cfg = build_config(defense, "mnist5k", {})
+        check_config(cfg)
+        configs.append(cfg)
+    if not args.resume:
+        earlier = [db] if db.exists() else []
+        earlier += [out / d for d in defenses if (out / d / "checkpoint.pt").exists() or holds_evaluation(out / d / f"eval-{suite}")]
+        if earlier:
+            raise BenchError(f"--out {out} already holds an earlier demo's {earlier[0].name}; pass --resume to reuse what is "
+                             "finished, or choose a new --out.")
+    return configs
 
 
 def _finished(ckpt: Path, epochs: int) -> bool:

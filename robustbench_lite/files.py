@@ -104,6 +104,22 @@ def check_output_path(path: str | os.PathLike[str], *, kind: str = "folder", fla
     return p
 
 
+def check_apart_from_inputs(out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], *,
+                            flag: str = "--out", what: str = "input") -> None:
+    """Refuse (one sentence naming ``flag``) an output path that is one of ``inputs``, lies inside one,
+    or contains one: writing there would overwrite or mix with what the command reads. Paths are
+    compared resolved (symbolic links followed), so ``a/../b`` and a link to ``b`` are ``b``."""
+    o = Path(out).resolve()
+    for given in inputs:
+        i = Path(given).resolve()
+        if o == i:
+            raise BenchError(f"{flag} {out} is the {what} {given}; writing there would overwrite it: choose another {flag}.")
+        if i in o.parents:
+            raise BenchError(f"{flag} {out} lies inside the {what} {given}; choose a {flag} outside every {what}.")
+        if o in i.parents:
+            raise BenchError(f"{flag} {out} contains the {what} {given}; choose a {flag} that holds no {what}.")
+
+
 # errno values that mean the user's machine or paths, not a bug: reported as one sentence by the CLI
 USER_ERRNOS = frozenset(getattr(errno, n) for n in (
     "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EISDIR", "ENOTDIR", "EEXIST", "ENOENT", "ENAMETOOLONG",

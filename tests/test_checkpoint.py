@@ -144,7 +144,7 @@ def test_arch_from_a_python_file_on_the_command_line(tmp_path, capsys):
     with pytest.raises(BenchError, match="exposes no features"):
         c.model.features(x)
     code = main(["eval", "--model", str(p), "--arch", f"{tmp_path / 'mynet.py'}:nosuch", "--dataset", "mnist5k"])
-    assert code == 2 and "no callable 'nosuch'" in capsys.readouterr().err
+    assert code == 2 and "'nosuch' in" in capsys.readouterr().err
 
 
 # -- malformed checkpoints: one sentence each, never a traceback ------------------------------------

@@ -92,11 +92,16 @@ def test_same_arrays_same_results(tmp_path: Path, synthetic_ckpt: Path, capsys: 
     assert main(["merge", str(tmp_path / "sh0"), str(tmp_path / "sh1"), "--out", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "per_example.csv").read_text() == (tmp_path / "file" / "per_example.csv").read_text()
     assert json.loads((tmp_path / "merged" / "result.json").read_text())["data_file"] == b["data_file"]
-    # resume with another file: nothing is reused (the fingerprint holds the file's hash)
+    # another file is another run (the fingerprint holds the file's hash): --resume into the first
+    # file's folder is refused, naming the file, and leaves it as it was; a new --out evaluates it
     flipped = _npz(tmp_path / "other.npz", x=x[::-1].copy(), y=y[::-1].copy())
     capsys.readouterr()
-    assert main([*common, "--data-file", str(flipped), "--resume", "--out", str(tmp_path / "file")]) == 0
-    c = json.loads((tmp_path / "file" / "result.json").read_text())
+    kept = (tmp_path / "file" / "result.json").read_text()
+    assert main([*common, "--data-file", str(flipped), "--resume", "--out", str(tmp_path / "file")]) == 2
+    assert "another data_file" in capsys.readouterr().err
+    assert (tmp_path / "file" / "result.json").read_text() == kept
+    assert main([*common, "--data-file", str(flipped), "--out", str(tmp_path / "file2")]) == 0
+    c = json.loads((tmp_path / "file2" / "result.json").read_text())
     assert c["data_file"]["sha256"] != b["data_file"]["sha256"]
     assert c["labels"] == [int(v) for v in y[::-1][c["indices"]]]
 

@@ -69,20 +69,36 @@ def load_callable(spec: str) -> Callable[..., nn.Module]:
     if ":" not in spec:
         raise BenchError(f"--arch {spec!r} is neither a registered model ({', '.join(MODELS.names())}) nor module:callable.")
     mod_s, attr = spec.rsplit(":", 1)
+    if not mod_s.strip() or not attr.strip():
+        raise BenchError(f"--arch {spec!r} must name a module and a callable, e.g. mypackage.nets:WideNet or nets.py:build.")
     try:
         if mod_s.endswith(".py"):
             path = Path(mod_s)
             if not path.is_file():
-                raise BenchError(f"--arch file {path} does not exist.")
+                raise BenchError(f"--arch file {path} {'is a folder' if path.is_dir() else 'does not exist'}.")
             module = _import_file(path)
         else:
             module = importlib.import_module(mod_s)
+    except BenchError:
+        raise
     except ImportError as e:
         raise BenchError(f"cannot import {mod_s!r} for --arch: {e}.") from None
+    except SyntaxError as e:
+        raise BenchError(f"--arch {mod_s} has a syntax error at line {e.lineno}: {e.msg}.") from None
+    except Exception as e:  # the user's module failed while it was imported
+        raise BenchError(f"importing {mod_s!r} for --arch failed: {_reason(e)}.") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
-        raise BenchError(f"{mod_s!r} has no callable {attr!r} for --arch.")
+        kind = type(fn).__name__
+        what = "nothing" if fn is None else f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+        raise BenchError(f"--arch {spec}: {attr!r} in {mod_s!r} is {what}, not a class or function that builds a model.")
     return fn
+
+
+def _reason(e: BaseException) -> str:
+    """``TypeError: needs 2 arguments`` on one line, without a trailing period."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}".rstrip(".") if first else type(e).__name__
 
 
 def build_external(spec: str, *, num_classes: int) -> nn.Module:
@@ -100,7 +116,16 @@ def build_external(spec: str, *, num_classes: int) -> nn.Module:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # some builtins and C callables have no signature
         params = {}  # type: ignore[assignment]
-    net = fn(num_classes=num_classes) if "num_classes" in params else fn()
+    takes = "num_classes" in params
+    if isinstance(fn, type) and not issubclass(fn, nn.Module):
+        raise BenchError(f"--arch {spec}: {fn.__name__} is a class but not a torch nn.Module.")
+    try:
+        net = fn(num_classes=num_classes) if takes else fn()
+    except Exception as e:  # e.g. torch.nn:Linear, a class that needs constructor arguments
+        call = f"{spec.rsplit(':', 1)[1]}({'num_classes=' + str(num_classes) if takes else ''})"
+        raise BenchError(f"--arch {spec} could not build a model: {call} raised {_reason(e)} (--arch calls it with "
+                         "num_classes= when it takes that argument, else with no arguments; wrap it in a function "
+                         "that builds your model).") from None
     if not isinstance(net, nn.Module):
         raise BenchError(f"--arch {spec} returned {type(net).__name__}, not a torch nn.Module.")
     return net if isinstance(net, BenchModel) else ExternalModel(net, num_classes)
