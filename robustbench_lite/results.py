@@ -51,7 +51,7 @@ EPS_TOL = 1e-12
 
 SUMMARY_COLUMNS = ("label", "attack", "kind", "norm", "eps", "n", "attacked", "exact", "accuracy", "worst_case",
                    "mean_min_norm", "median_min_norm", "seconds", "forwards", "backwards", "silent_success",
-                   "no_gradient", "still_improving")
+                   "no_gradient", "still_improving", "unverified")
 
 
 class PerExample(Protocol):
@@ -135,7 +135,7 @@ def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[
     rows: list[dict[str, Any]] = [{
         "label": "clean", "attack": "clean", "kind": "clean", "norm": norm, "eps": 0.0, "n": n, "attacked": n,
         "exact": True, "accuracy": pct(clean), "worst_case": pct(clean), "mean_min_norm": None,
-        "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0}]
+        "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0, "unverified": 0}]
     for i, p in enumerate(parts):
         own = [q for q in parts[:i] if q.label == p.label and q.norm == p.norm and q.eps < p.eps]
         mean, med = mean_median(v for v, c in zip(p.norms, clean) if c) if p.norms is not None else (None, None)
@@ -144,7 +144,7 @@ def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[
             "eps": p.eps, "n": n, "attacked": sum(1 for a in p.attacked if a), "exact": is_exact(clean, p, own),
             "accuracy": pct(p.robust), "worst_case": pct(worst_case(clean, parts[:i + 1], p.norm, p.eps)),
             "mean_min_norm": mean, "median_min_norm": med, "seconds": round(float(p.seconds), 3),
-            "forwards": p.forwards, "backwards": p.backwards})
+            "forwards": p.forwards, "backwards": p.backwards, "unverified": int(getattr(p, "unverified", 0) or 0)})
     return rows
 
 
