@@ -203,7 +203,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
         record["notes"] = sorted(set(notes))
     if world.distributed:  # the numbers do not depend on it: blocks are seeded by position, not by rank
         record["distributed"] = {"world_size": world.size, "ranks": ctx.ranks}
-    record["provenance"] = provenance(device, data_dir=options.data_dir, adversarials=options.adversarials)
+    record["provenance"] = provenance(device, options={k: str(v) if isinstance(v, Path) else v
+                                                       for k, v in dataclasses.asdict(options).items()})
     if world.main:
         record["adversarials"] = write_evaluation(out, out / "parts", clean, parts, indices=record["indices"],
                                                   labels=record["labels"], offset=offset) if options.adversarials else None

@@ -4,7 +4,8 @@ Recorded: the command line (``sys.argv``), the library versions (torch, torchvis
 pyautoattack, foolbox, advertorch), the project's version and git commit (``git rev-parse HEAD``
 of the package folder when it is a checkout, else None), the device, the compute dtype and
 autocast state, torch's thread counts, the deterministic settings (``torch.are_deterministic_algorithms_enabled``,
-cuDNN's ``deterministic`` / ``benchmark`` / ``enabled``, TF32) and the data folder. ``bench
+cuDNN's ``deterministic`` / ``benchmark`` / ``enabled``, TF32) and the evaluation's options
+(``EvalOptions``: arch, dataset, normalisation, data folder or file, ...). ``bench
 reproduce`` reads it back; nothing in it changes a number.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def git_commit() -> str | None:
     return text if res.returncode == 0 and len(text) == 40 else None
 
 
-def provenance(device: torch.device | str, *, data_dir: str | None = None, adversarials: bool = True) -> dict[str, Any]:
+def provenance(device: torch.device | str, *, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``provenance`` entry of a result record (see the module docstring)."""
     versions = library_versions()
     dev = torch.device(device)
@@ -56,8 +57,7 @@ def provenance(device: torch.device | str, *, data_dir: str | None = None, adver
             "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
             "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
         },
-        "data_dir": data_dir,
-        "adversarials": adversarials,
+        "options": dict(options or {}),  # evaluate's EvalOptions as given (batch size resolved): bench reproduce
     }
 
 
