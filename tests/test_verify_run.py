@@ -241,3 +241,23 @@ def test_lying_attack_in_a_suite(eval_natural_ckpt: Path, tmp_path: Path, tempor
     assert check["passed"] is False and check["count"] == row["unverified"]
     assert main(["verify", str(out)]) == 0  # no break is counted, so none needs an adversarial
     assert "verified 0 of 0 breaks" in capsys.readouterr().out
+
+
+def test_torchrun_run_has_the_same_adversarials(eval_natural_ckpt: Path, suite_file: Path, run_dir: Path,
+                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BENCH_PROGRESS": "0"}
+    env.pop("WORLD_SIZE", None)
+    out = tmp_path / "two"
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "robustbench_lite", "eval", "--model", str(eval_natural_ckpt), "--suite", str(suite_file),
+                          "--n-examples", str(N), "--batch-size", str(BS), "--device", "cpu", "--no-db", "--out", str(out)],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert main(["verify", str(out)]) == 0
+    with np.load(run_dir / "adversarials.npz") as a, np.load(out / "adversarials.npz") as b:
+        assert a["position"].tolist() == b["position"].tolist() and a["attack"].tolist() == b["attack"].tolist()
+        np.testing.assert_array_equal(a["x_adv"][a["adversarial"]], b["x_adv"][b["adversarial"]])
