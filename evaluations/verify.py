@@ -31,7 +31,7 @@ import torch
 
 from robustbench_lite.errors import BenchError
 from robustbench_lite.results import EPS_TOL, same_eps
-from robustbench_lite.utils import sha256_file
+from robustbench_lite.utils import set_channels_last, sha256_file
 
 from .adversarials import FILE
 from .attacks.base import attack_key
@@ -109,7 +109,9 @@ def load_model_and_data(run: Run, device: torch.device) -> tuple[torch.nn.Module
         first = next(j for j, (a, b) in enumerate(zip(y.tolist(), rec["labels"])) if a != b)
         raise BenchError(f"the data's label of example {int(idx[first])} is {int(y[first])}, the run recorded "
                          f"{rec['labels'][first]}: another data set.")
-    return ckpt.model.to(device).eval(), x.to(device), y.to(device)
+    model = ckpt.model.to(device).eval()
+    set_channels_last(model, rec.get("memory_format") == "channels_last")  # the layout it was evaluated in
+    return model, x.to(device), y.to(device)
 
 
 def read_per_example(path: Path) -> tuple[list[str], list[dict[str, str]]]:

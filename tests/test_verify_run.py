@@ -261,3 +261,17 @@ def test_torchrun_run_has_the_same_adversarials(eval_natural_ckpt: Path, suite_f
     with np.load(run_dir / "adversarials.npz") as a, np.load(out / "adversarials.npz") as b:
         assert a["position"].tolist() == b["position"].tolist() and a["attack"].tolist() == b["attack"].tolist()
         np.testing.assert_array_equal(a["x_adv"][a["adversarial"]], b["x_adv"][b["adversarial"]])
+
+
+@pytest.mark.parametrize("suite", ["quick", "fast", "full"])
+def test_builtin_suites_verify_and_reproduce(eval_natural_ckpt: Path, tmp_path: Path, suite: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / suite
+    assert main(["eval", "--model", str(eval_natural_ckpt), "--suite", suite, "--n-examples", "4", "--batch-size", "2",
+                 "--device", "cpu", "--out", str(out), "--no-db", "--no-progress"]) == 0
+    n = json.loads((out / "result.json").read_text())["adversarials"]["breaks"]
+    assert main(["verify", str(out)]) == 0
+    assert f"verified {n} of {n} breaks" in capsys.readouterr().out
+    if suite == "quick":
+        assert main(["reproduce", str(out), "--out", str(tmp_path / "again")]) == 0
+        assert "identical" in capsys.readouterr().out
