@@ -269,7 +269,10 @@ def test_builtin_suites_verify_and_reproduce(eval_natural_ckpt: Path, tmp_path: 
     out = tmp_path / suite
     assert main(["eval", "--model", str(eval_natural_ckpt), "--suite", suite, "--n-examples", "4", "--batch-size", "2",
                  "--device", "cpu", "--out", str(out), "--no-db", "--no-progress"]) == 0
-    n = json.loads((out / "result.json").read_text())["adversarials"]["breaks"]
+    rec = json.loads((out / "result.json").read_text())
+    n = rec["adversarials"]["breaks"]
+    assert [c["passed"] for c in rec["checks"] if c["name"] == "breaks_verified"] == [True]  # honest attacks
+    assert all(r["unverified"] == 0 for r in rec["attacks"])
     assert main(["verify", str(out)]) == 0
     assert f"verified {n} of {n} breaks" in capsys.readouterr().out
     if suite == "quick":
