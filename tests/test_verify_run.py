@@ -239,6 +239,10 @@ def test_lying_attack_in_a_suite(eval_natural_ckpt: Path, tmp_path: Path, tempor
     assert row["unverified"] == round(rec["clean_accuracy"] * N / 100) > 0
     check = [c for c in rec["checks"] if c["name"] == "breaks_verified"][0]
     assert check["passed"] is False and check["count"] == row["unverified"]
+    from robustbench_lite.reports.leaderboard import leaderboard_entries
+
+    entry = leaderboard_entries([rec])[0]
+    assert entry.unreliable and any(name == "breaks_verified" for _, name, _ in entry.failed_checks)
     assert main(["verify", str(out)]) == 0  # no break is counted, so none needs an adversarial
     assert "verified 0 of 0 breaks" in capsys.readouterr().out
 
