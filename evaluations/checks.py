@@ -6,6 +6,7 @@ Each check is ``{"name", "passed", "detail"}``. Two families:
   (``pyautoattack.checks``, reimplemented so they return results instead of warnings):
   ``deterministic_output``, ``logits_not_probabilities``, ``static_forward``,
   ``nonzero_input_gradients``, ``finite_input_gradients``.
+- :func:`breaks_verified` (every suite): no claimed break failed the attack front door's check.
 - :func:`result_checks` read the per-example parts of a run: ``white_box_beats_black_box``,
   ``more_steps_not_weaker``, ``monotone_in_eps``, ``large_eps_breaks``, and the attack-path
   indicators ``attacks_no_silent_success``, ``attacks_gradients_available``,
@@ -200,6 +201,23 @@ def result_checks(parts: Sequence[Any], clean: Sequence[bool], *, max_eps: dict[
     clean_t = torch.tensor(list(clean), dtype=torch.bool)
     return [_black_box(parts, clean_t), _more_steps(parts), _monotone(parts),
             _large_eps(parts, clean_t, {**DEFAULT_MAX_EPS, **(max_eps or {})}), *_attack_paths(parts, clean)]
+
+
+def breaks_verified(parts: Sequence[Any]) -> Check:
+    """Every break an attack claimed held when the attack front door checked it (in the box, in the
+    ball, misclassified by a fresh forward pass: :mod:`evaluations.breaks`). A claim that did not is
+    counted as not broken; any such claim fails this check, since the attack (or a model whose
+    forward pass is random) misreports. Run for every suite."""
+    counts = [(p.key, int(getattr(p, "unverified", 0) or 0)) for p in parts]  # count: the claims that failed
+    bad = [(k, c) for k, c in counts if c]
+    total = sum(c for _, c in bad)
+    if bad:
+        return indicator_check("breaks_verified", False, "; ".join(f"{k}: {c} claimed break{'s' * (c != 1)} did not hold"
+                               for k, c in bad) + " (counted as not broken): the attack's own success flag is not "
+                               "to be trusted, or the model's prediction changes between passes", count=total,
+                               n=total)
+    return {**_check("breaks_verified", True, f"every claimed break of the {len(counts)} attack runs held on a fresh "
+                     "forward pass, in the ball and in the [0, 1] box"), "count": 0}
 
 
 def _worst_white_box(parts: Sequence[Any], clean: Tensor, norm: str, eps: float) -> Tensor:

@@ -6,6 +6,7 @@ Output folder layout (column names documented in the README):
 - ``summary.csv``       one row per (attack, eps); clean accuracy is the row ``clean``
 - ``sweeps.csv``        accuracy per eps and normalised AUC per (attack, norm) with several eps
 - ``checks.json``       the sanity checks (suites with ``checks = true``): name, passed, detail
+- ``adversarials.npz``  per threat, every broken point and the adversarial that broke it (``bench verify``)
 - ``result.json``       everything above aggregated, with provenance
 
 Sharding: ``EvalOptions(shard="i/k")`` evaluates the i-th (0-based) of k contiguous shards of the
@@ -35,12 +36,14 @@ from robustbench_lite.utils import (atomic_write_json, default_batch_size, libra
                                    frozen, make_generator, set_channels_last, sha256_file)
 
 from .attack_paths import flag_counts
-from .checks import MODEL_CHECKS, model_checks, prediction_checks, result_checks
+from .adversarials import join_part_files, write_evaluation
+from .checks import MODEL_CHECKS, breaks_verified, model_checks, prediction_checks, result_checks
 from .indicators import INDICATOR_CHECKS, indicator_checks
 from .metrics import normalized_auc
 from .outfolder import check_eval_folder, check_merge_folder
 from .attacks.base import attack_key
 from .parts import Part, join_flags
+from .provenance import provenance
 from .runner import RunContext, run_tasks
 from .suite import Suite, check_suite_threat, load_suite
 
@@ -67,6 +70,7 @@ class EvalOptions:
     shard: str | None = None  # "i/k": the i-th of k contiguous shards (0-based)
     check_examples: int = 100  # clean sample size of the model checks
     channels_last: bool = True  # NHWC weights for conv nets (faster on CPU and GPU; same numbers to rounding)
+    adversarials: bool = True  # keep the adversarial example of every break (adversarials.npz; evaluations.adversarials)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -170,7 +174,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     distributed.barrier()  # under torchrun every rank has looked at the folder before any rank writes in it
     ctx = RunContext(suite, threat, options.seed, options.batch_size, out, fingerprint, resume=options.resume,
                      cascade=False if options.all_points else None,
-                     standard_eps=spec.standard_eps(), offset=offset)
+                     standard_eps=spec.standard_eps(), offset=offset, adversarials=options.adversarials)
     out.mkdir(parents=True, exist_ok=True)
     m = min(len(x), options.check_examples)
     with frozen(model):  # every suite: cheap, and a broken model must not reach the leaderboard unflagged
@@ -179,6 +183,7 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     clean, parts = run_tasks(model, x, y, ctx)
     record = build_record(clean, parts, threat)
     more = prediction_checks(ctx.predictions, y.tolist(), ckpt.num_classes)
+    more.append(breaks_verified(parts))
     if suite.checks:
         if world.main:  # the attack-failure indicators: probes on at most 100 clean-correct points (docs/checks.md)
             with frozen(model):
@@ -209,7 +214,11 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
         record["notes"] = sorted(set(notes))
     if world.distributed:  # the numbers do not depend on it: blocks are seeded by position, not by rank
         record["distributed"] = {"world_size": world.size, "ranks": ctx.ranks}
+    record["provenance"] = provenance(device, options={k: str(v) if isinstance(v, Path) else v
+                                                       for k, v in dataclasses.asdict(options).items()})
     if world.main:
+        record["adversarials"] = write_evaluation(out, out / "parts", clean, parts, indices=record["indices"],
+                                                  labels=record["labels"], offset=offset) if options.adversarials else None
         results.write_outputs(out, record, clean, parts)
     distributed.barrier()  # no rank leaves before the outputs are written
     return record
@@ -365,10 +374,11 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
                     merged[k] = merged[k] + part[k]
                 elif merged.get(k) is not None:
                     merged[k] = None  # a shard made before predictions were kept
-            for k in ("seconds", "forwards", "backwards"):
-                merged[k] += part[k]
+            for k in ("seconds", "forwards", "backwards", "unverified"):
+                merged[k] = merged.get(k, 0) + part.get(k, 0)
             merged["indicators"] = join_flags([merged.get("indicators"), part.get("indicators")],
                                               [len(merged["robust"]) - len(part["robust"]), len(part["robust"])])
+        merged["adversarials"] = join_part_files([d / "parts" for _, d, _ in recs], merged.get("adversarials"), parts_out)
         atomic_write_json(parts_out / name, {"fingerprint": fingerprint, "part": merged})
         if not name.endswith("_minnorm.json"):  # a minimum-norm run itself; its radii have their own parts
             by_key[merged["key"]] = Part.from_json(merged)
@@ -385,13 +395,14 @@ def merge(shard_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
     record = build_record(clean, parts, threat)
     # the model checks and the indicators probe the model: kept from the first shard (same model, seed)
     record["checks"] = [c for c in first.get("checks", []) if c["name"] in MODEL_CHECKS + INDICATOR_CHECKS] + \
-        prediction_checks(clean_part.predictions, labels, first["checkpoint"].get("num_classes"))
+        prediction_checks(clean_part.predictions, labels, first["checkpoint"].get("num_classes")) + [breaks_verified(parts)]
     if suite.checks:
         record["checks"] += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
     record.update({k: first[k] for k in ("format", "format_version", "checkpoint", "suite", "threat", "seed", "versions",
-                                         "device", "batch_size", "data_file") if k in first})
+                                         "device", "batch_size", "data_file", "provenance") if k in first})
     record.update({"n": n_total, "indices": [i for _, _, rec in recs for i in rec["indices"]], "labels": labels,
                    "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                    "merged_from": [str(d) for _, d, _ in recs]})
+    record["adversarials"] = write_evaluation(out, parts_out, clean, parts, indices=record["indices"], labels=labels)
     results.write_outputs(out, record, clean, parts)
     return record

@@ -71,6 +71,8 @@ class Part:
     # attack-failure indicators on the attack's own path, per example (evaluations.attack_paths.PATH_FLAGS
     # and "gradient_examined"); None: not measured (minimum-norm runs, parts written before they were)
     indicators: dict[str, list[bool]] | None = None
+    unverified: int = 0  # claimed breaks the attack front door's check rejected (evaluations.breaks)
+    adversarials: str | None = None  # the .npz beside this part holding its breaks (evaluations.adversarials)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

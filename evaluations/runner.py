@@ -33,6 +33,7 @@ from robustbench_lite.threat import ThreatModel
 from robustbench_lite.files import slug
 from robustbench_lite.utils import frozen
 
+from . import adversarials as advs
 from .attacks import Attack, predict
 from .attack_paths import PathRecorder
 from .attacks.base import attack_key
@@ -57,6 +58,7 @@ class RunContext:
     offset: int = 0  # position of x[0] in the full evaluation order (a shard's start; a multiple of batch_size)
     predictions: list[int] | None = None  # filled by run_tasks: the clean prediction per example
     ranks: list[dict[str, Any]] = field(default_factory=list)  # filled by run_tasks: blocks and busy seconds per rank
+    adversarials: bool = True  # keep each block's adversarial examples beside its json (evaluations.adversarials)
 
 
 def _eps_list(spec: AttackSpec, ctx: RunContext) -> tuple[str, tuple[float, ...]]:
@@ -229,14 +231,17 @@ class _Run:
         return self.results[i]
 
     def _reuse_block(self, it: Item) -> Part | None:
-        return reuse(it.path(self.parts_dir), self.ctx.fingerprint, self.ctx.resume, quiet=True)
+        path = it.path(self.parts_dir)
+        if self.ctx.adversarials and not path.with_suffix(".npz").is_file():
+            return None  # made without its adversarials (--no-adversarials, an older version): run again
+        return reuse(path, self.ctx.fingerprint, self.ctx.resume, quiet=True)
 
     def _block(self, i: int) -> Part:
         it = self.items[i]
         task, lo, hi = it.task, it.lo, it.hi
         clean = self._mask(self.clean[lo:hi])
         if it.eps is None:  # a minimum-norm run: every clean-correct point; robust at eps iff its norm > eps
-            part = self._attack(it, clean, None, task.stream(None))
+            part, breaks = self._attack(it, clean, None, task.stream(None))
         else:
             own = [self._result(j) for j in self._needs(i) if self.items[j].task is task]
             own_broken = torch.zeros_like(clean)
@@ -248,10 +253,12 @@ class _Run:
                 todo &= self._mask(worst_case(self.clean[lo:hi], earlier, task.norm, it.eps))
             if it.eps == 0:
                 todo[:] = False
-            part = self._attack(it, todo, it.eps, task.stream(it.eps))
+            part, breaks = self._attack(it, todo, it.eps, task.stream(it.eps))
             # points not attacked (eps 0, or already broken by another attack in cascade mode) count as
             # robust to this attack; those it broke at a smaller eps of its sweep stay broken
             part.robust = ((self._mask(part.robust) | (clean & ~todo)) & ~own_broken).tolist()
+        if self.ctx.adversarials:  # before the json: a block on disk has its adversarials
+            advs.save_breaks(it.path(self.parts_dir).with_suffix(".npz"), *breaks)
         write(it.path(self.parts_dir), part, self.ctx.fingerprint)
         return part
 
@@ -264,15 +271,18 @@ class _Run:
         return [dataclasses.replace(part, eps=e, robust=(clean & ~(norms <= e).to(clean.device)).tolist())
                 for e in it.task.eps]
 
-    def _attack(self, it: Item, todo: Tensor, eps: float | None, stream: str) -> Part:
+    def _attack(self, it: Item, todo: Tensor, eps: float | None, stream: str) -> tuple[Part, tuple[Any, Any]]:
         """``it.task.attack`` through its front door on the block's points ``todo``, at their global
-        positions (so a shard or another rank draws what a whole single run draws for them)."""
+        positions (so a shard or another rank draws what a whole single run draws for them); and the
+        breaks it made there: (positions, adversarials) as numpy arrays."""
         x, model, ctx = self.x[it.lo:it.hi], self.model, self.ctx
         idx = todo.nonzero().flatten()
         robust = todo.clone()  # attacked points start robust; the caller decides about the others
         norms: Tensor | None = None
         notes: list[str] = []
         flags: dict[str, list[bool]] | None = None
+        unverified = 0
+        breaks = (torch.zeros(0, dtype=torch.long), x[:0].detach().float().cpu())
         f0, b0 = model.forwards, model.backwards
         t0 = time.perf_counter()
         if it.task.attack.minimum_norm:
@@ -285,7 +295,9 @@ class _Run:
             out = it.task.attack(watch or model, xs, ys, eps=eps, batch_size=ctx.batch_size, seed=ctx.seed,
                                  positions=idx + it.lo + ctx.offset, stream=stream, progress=False)
             robust[idx] = ~out.success
-            notes = list(out.notes)
+            notes, unverified = list(out.notes), out.unverified
+            hit = out.success.to(idx.device).nonzero().flatten()
+            breaks = ((idx[hit] + it.lo + ctx.offset).cpu(), out.x_adv[hit.to(out.x_adv.device)].detach().float().cpu())
             if watch is not None:
                 flags = {}
                 for k, v in watch.flags(out.success).items():
@@ -297,7 +309,7 @@ class _Run:
         return Part(stream, it.task.spec.name, it.task.spec.label, it.task.norm, float("nan") if eps is None else eps,
                     robust.tolist(), todo.tolist(), norms.tolist() if norms is not None else None,
                     time.perf_counter() - t0, model.forwards - f0, model.backwards - b0, it.task.attack.config(), notes=notes,
-                    indicators=flags)
+                    indicators=flags, unverified=unverified), (breaks[0].numpy(), breaks[1].contiguous().numpy())
 
     # -- assembling the parts ---------------------------------------------------------------------
 
@@ -308,6 +320,13 @@ class _Run:
         if key not in self.assembled:
             parts = self._concat(task, eps)
             self.assembled[key] = parts[1:] if eps is None else parts
+            if self.world.main and self.ctx.adversarials:  # the blocks' adversarials as one file beside the part
+                path = task.path(self.parts_dir, eps).with_suffix(".npz")
+                items = [i for i in self.by_task[task.index] if self.items[i].eps == eps]
+                advs.join([self.items[i].path(self.parts_dir).with_suffix(".npz") for i in items], path,
+                          tuple(self.x.shape[1:]))
+                for part in parts:
+                    part.adversarials = path.name
             if self.world.main:
                 if eps is None:  # the minimum-norm run itself
                     write(task.path(self.parts_dir), parts[0], self.ctx.fingerprint)
@@ -324,7 +343,8 @@ class _Run:
                     [v for b in blocks for v in (b.norms or [])] if task.attack.minimum_norm else None,
                     sum(b.seconds for b in blocks), sum(b.forwards for b in blocks), sum(b.backwards for b in blocks),
                     first.config if first else task.attack.config(), notes=[n for b in blocks for n in b.notes],
-                    indicators=join_flags([b.indicators for b in blocks], [len(b.robust) for b in blocks]))
+                    indicators=join_flags([b.indicators for b in blocks], [len(b.robust) for b in blocks]),
+                    unverified=sum(b.unverified for b in blocks))
         logger.info("%s: %d/%d attacked, accuracy %.2f%%, %.1fs", key, sum(part.attacked), len(part.robust),
                     100 * sum(part.robust) / max(len(part.robust), 1), part.seconds)
         if eps is not None:
@@ -334,7 +354,7 @@ class _Run:
         return [part] + [Part(task.key(e), task.spec.name, task.spec.label, task.norm, e, (clean & ~(norms <= e)).tolist(),
                               part.attacked, part.norms, *((part.seconds, part.forwards, part.backwards) if e == task.eps[0]
                                                              else (0.0, 0, 0)), part.config,  # cost on the first radius
-                              notes=part.notes if e == task.eps[0] else [])
+                              notes=part.notes if e == task.eps[0] else [], unverified=part.unverified)
                          for e in task.eps]
 
     # -- the clean part ---------------------------------------------------------------------------

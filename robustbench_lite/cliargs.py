@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 # the files `bench eval` / `bench merge` write inside --out (a folder of one of these names is an error up front)
-EVAL_FILES = ("result.json", "summary.csv", "sweeps.csv", "per_example.csv", "checks.json")
+EVAL_FILES = ("result.json", "summary.csv", "sweeps.csv", "per_example.csv", "checks.json", "adversarials.npz")
 TRAIN_FILES = ("checkpoint.pt", "log.csv")
 
 

@@ -62,7 +62,7 @@ EPS_TOL = 1e-12
 
 SUMMARY_COLUMNS = ("label", "attack", "kind", "norm", "eps", "n", "attacked", "exact", "accuracy", "worst_case",
                    "blank_reason", "mean_min_norm", "median_min_norm", "seconds", "forwards", "backwards", "silent_success",
-                   "no_gradient", "still_improving")
+                   "no_gradient", "still_improving", "unverified")
 
 
 class PerExample(Protocol):
@@ -201,7 +201,7 @@ def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[
     rows: list[dict[str, Any]] = [{
         "label": "clean", "attack": "clean", "kind": "clean", "norm": norm, "eps": 0.0, "n": n, "attacked": n,
         "exact": True, "accuracy": pct(clean), "worst_case": pct(clean), "blank_reason": None, "mean_min_norm": None,
-        "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0}]
+        "median_min_norm": None, "seconds": 0.0, "forwards": n, "backwards": 0, "unverified": 0}]
     for i, p in enumerate(parts):
         own = [q for q in parts[:i] if q.label == p.label and q.norm == p.norm and q.eps < p.eps]
         mean, med = mean_median(v for v, c in zip(p.norms, clean) if c) if p.norms is not None else (None, None)
@@ -215,7 +215,7 @@ def summary_rows(clean: Sequence[bool], parts: Sequence[Any], *, kinds: Mapping[
             "eps": p.eps, "n": n, "attacked": sum(1 for a in p.attacked if a), "exact": covers and is_exact(clean, p, own),
             "accuracy": pct(p.robust) if covers else None, "worst_case": worst, "blank_reason": why or None,
             "mean_min_norm": mean, "median_min_norm": med, "seconds": round(float(p.seconds), 3),
-            "forwards": p.forwards, "backwards": p.backwards})
+            "forwards": p.forwards, "backwards": p.backwards, "unverified": int(getattr(p, "unverified", 0) or 0)})
     return rows
 
 

@@ -28,11 +28,24 @@ CALLS: list[tuple[str, float | None, list[int]]] = []
 
 
 class Identity(nn.Module):
-    """Logits = one-hot of the label stored in the first pixel: every point is clean-correct."""
+    """Logits = one-hot of the label stored in the first pixel (label / 10): every point is
+    clean-correct; a positive third pixel (the fake attacks' perturbation) moves it to the next class,
+    so their breaks pass the front door's check (in the box, in the ball, misclassified)."""
 
     def forward(self, x):  # noqa: D401
-        lab = x[:, 0, 0, 0].round().long()
-        return torch.nn.functional.one_hot(lab, 10).float()
+        lab = (x[:, 0, 0, 0] * 10).round().long() + (x[:, 0, 1, 0] > 0).long()
+        return torch.nn.functional.one_hot(lab % 10, 10).float()
+
+
+def _ids(x: torch.Tensor) -> torch.Tensor:
+    return (x[:, 0, 0, 1] * 100).round().long()
+
+
+def _moved(x: torch.Tensor, hit: torch.Tensor, by: torch.Tensor | float) -> torch.Tensor:
+    """``x`` with the third pixel of the ``hit`` rows set to ``by`` (a perturbation of that size)."""
+    out = x.clone()
+    out[:, 0, 1, 0] = torch.where(hit, torch.as_tensor(by, dtype=x.dtype), out[:, 0, 1, 0])
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +57,7 @@ class FakeIdx(Attack):
     tag: str = ""
 
     def run(self, model, x, y, *, eps, generator):
-        ids = x[:, 0, 0, 1].round().long()
+        ids = _ids(x)
         CALLS.append((self.label_hint(), eps, ids.tolist()))
         if eps == self.fail_on:
             raise KeyboardInterrupt
@@ -52,7 +65,8 @@ class FakeIdx(Attack):
         for e, idx in self.breaks:
             if e <= eps + 1e-12:
                 hit |= set(idx)
-        return AttackOutput(x.clone(), torch.tensor([int(i) in hit for i in ids], dtype=torch.bool))
+        ok = torch.tensor([int(i) in hit for i in ids], dtype=torch.bool)
+        return AttackOutput(_moved(x, ok, eps), ok)
 
     def label_hint(self) -> str:
         return self.tag
@@ -60,15 +74,15 @@ class FakeIdx(Attack):
 
 @dataclass(frozen=True, kw_only=True)
 class FakeMin(Attack):
-    """Test minimum-norm attack: example i has norm ``0.125 * (i % 5)`` (none when i % 5 == 4)."""
+    """Test minimum-norm attack: example i has norm ``0.125 * (i % 5) + 0.01`` (none when i % 5 == 4)."""
 
     minimum_norm: ClassVar[bool] = True
 
     def run(self, model, x, y, *, eps, generator):
-        ids = x[:, 0, 0, 1].round()
-        norms = 0.125 * (ids % 5)
+        ids = _ids(x).float()
+        norms = 0.125 * (ids % 5) + 0.01
         ok = (ids % 5) != 4
-        return AttackOutput(x.clone(), ok, torch.where(ok, norms, torch.full_like(norms, float("inf"))))
+        return AttackOutput(_moved(x, ok, norms), ok, torch.where(ok, norms, torch.full_like(norms, float("inf"))))
 
 
 @pytest.fixture
@@ -85,8 +99,8 @@ def fake_attacks(temporary_attacks):
 def _data(n: int = N) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.zeros(n, 1, 2, 2)
     y = torch.arange(n) % 10
-    x[:, 0, 0, 0] = y.float()
-    x[:, 0, 0, 1] = torch.arange(n).float()
+    x[:, 0, 0, 0] = y.float() / 10
+    x[:, 0, 0, 1] = torch.arange(n).float() / 100
     return x, y
 
 
@@ -124,10 +138,10 @@ def test_worst_case_by_hand(tmp_path, cascade, fake_attacks):
     rec = build_record(clean, parts, ThreatModel("linf", 0.3))
     rows = {(r["label"], r["eps"]): r for r in rec["attacks"]}
     # hand computation: a breaks {0,1} at 0.1 and {0,1,2,3} at 0.3; b {3,4,5}; min-norm breaks
-    # ids with id%5 in {0,1,2,3} at norms 0,0.125,0.25,0.375 -> at 0.3 those with id%5 in {0,1,2}
+    # ids with id%5 in {0,1,2,3} at norms 0.01,0.135,0.26,0.385 -> at 0.3 those with id%5 in {0,1,2}
     assert rows[("a", 0.1)]["accuracy"] == 100 * (N - 2) / N
     assert rows[("a", 0.3)]["accuracy"] == 100 * (N - 4) / N
-    assert rows[("_fake_min", 0.05)]["accuracy"] == 100 * (N - 4) / N  # ids 0,5,10,15 (norm 0)
+    assert rows[("_fake_min", 0.05)]["accuracy"] == 100 * (N - 4) / N  # ids 0,5,10,15 (norm 0.01)
     assert rows[("_fake_min", 0.15)]["accuracy"] == 100 * (N - 8) / N
     robust_hand = [i for i in range(N) if i % 5 in (3, 4) and i not in (0, 1, 2, 3, 4, 5)]
     assert rec["robust_accuracy"] == 100 * len(robust_hand) / N

@@ -48,6 +48,7 @@ class AttackOutput:
     success: Tensor  # (N,) bool: misclassified and (for fixed-eps attacks) inside the ball
     norms: Tensor | None = None  # (N,) float, minimum-norm attacks only; inf where failed
     notes: tuple[str, ...] = ()  # what the front door had to do (e.g. halve a block on out-of-memory)
+    unverified: int = 0  # claimed breaks the front door's fresh check rejected (counted as not broken)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +122,7 @@ class Attack:
                                progress)
             x_adv, broken = x_adv.clone(), broken.clone()
             x_adv[todo], broken[todo] = out.x_adv, out.success
-            outs[e] = AttackOutput(x_adv, broken, notes=out.notes)
+            outs[e] = AttackOutput(x_adv, broken, notes=out.notes, unverified=out.unverified)
         return [outs[e] for e in eps]  # in the order asked
 
     def _blocks(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, batch_size: int, seed: int,
@@ -136,23 +137,54 @@ class Attack:
         x_adv, success = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
         norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device) if self.minimum_norm else None
         block = torch.div(pos, batch_size, rounding_mode="floor")
-        held = done = 0
+        held = done = unverified = 0
         notes: list[str] = []
         with progress_bar(total=n, desc=stream, unit="ex", enabled=progress) as bar:
             for b in torch.unique(block).tolist():
                 sel = (block == b).nonzero().flatten()
                 gen = make_generator(zlib.crc32(f"{seed}:{stream}:{b * batch_size}".encode()))
                 out = self._run_fitting(model, x[sel], y[sel], eps, gen, notes, f"{stream} block {b}")
-                ok = out.success.to(torch.bool)
                 if torch.isnan(out.x_adv).any():
                     raise RuntimeError(f"attack {self.name} returned NaN inputs")
+                out = self._verified(model, x[sel], y[sel], eps, out)
+                ok, unverified = out.success.to(torch.bool), unverified + out.unverified
                 x_adv[sel], success[sel] = out.x_adv, ok
                 if norms is not None and out.norms is not None:
                     norms[sel] = torch.where(ok, out.norms.double(), torch.full_like(norms[sel], float("inf")))
                 done, held = done + len(sel), held + int((~ok).sum())
                 bar.update(len(sel))
                 bar.set_postfix_str(f"robust {100 * held / max(done, 1):.1f}% of {done} attacked")
-        return AttackOutput(x_adv, success, norms, tuple(notes))
+        return AttackOutput(x_adv, success, norms, tuple(notes), unverified)
+
+    def _verified(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, out: AttackOutput) -> AttackOutput:
+        """``out`` with every claimed break checked where it is counted (:mod:`evaluations.breaks`):
+        in the [0, 1] box, in the ball of ``eps`` (a minimum-norm attack: at the norm it reports),
+        misclassified by a fresh forward pass in evaluation mode. A claim that fails counts as not
+        broken (a minimum-norm one as not found) and in ``unverified``. Costs one forward pass over
+        the claimed breaks only."""
+        from ..breaks import check_breaks
+
+        claimed = out.success.to(torch.bool).to(x.device)
+        if self.minimum_norm:
+            if out.norms is None:
+                raise RuntimeError(f"minimum-norm attack {self.name} returned no norms")
+            claimed &= torch.isfinite(out.norms.to(x.device))
+        idx = claimed.nonzero().flatten()
+        if not len(idx):
+            return dataclasses.replace(out, success=claimed, unverified=0)
+        ok, why = check_breaks(model, x[idx], out.x_adv[idx], y[idx], norm=self.norm, eps=eps,
+                               norms=out.norms[idx.to(out.norms.device)] if self.minimum_norm else None,  # type: ignore[index]
+                               batch_size=max(1, len(idx)))
+        bad = idx[~ok.to(idx.device)]
+        if len(bad):
+            logger.warning("attack %s: %d of its %d claimed breaks do not hold (%s) and count as not broken",
+                           self.name, len(bad), len(idx), next(w for w in why if w))
+        success = claimed.clone()
+        success[bad] = False
+        norms = out.norms
+        if norms is not None:
+            norms = torch.where(success.to(norms.device), norms, torch.full_like(norms, float("inf")))
+        return dataclasses.replace(out, success=success, norms=norms, unverified=len(bad))
 
     def _run_fitting(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, gen: torch.Generator,
                      notes: list[str], where: str) -> AttackOutput:
@@ -183,7 +215,7 @@ def attack_key(name: str, norm: str, eps: float | None) -> str:
 def _within(out: AttackOutput, eps: float) -> AttackOutput:
     """A minimum-norm output read at one radius: adversarial there iff found within ``eps``."""
     assert out.norms is not None
-    return AttackOutput(out.x_adv, out.success & (out.norms <= eps), out.norms)
+    return AttackOutput(out.x_adv, out.success & (out.norms <= eps), out.norms, out.notes, out.unverified)
 
 
 # Ranges of the options our attacks share by name (a user's own attack is only type-checked):
