@@ -36,9 +36,9 @@ def _attack_cases() -> list[Any]:
 
 def _points(eval_batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x, y = eval_batch
-    x, y = x[:20], y[:20]
+    x, y = x[:12], y[:12]
     # positions straddling a canonical block boundary, with a gap: two blocks, not in one call's order
-    pos = torch.cat([torch.arange(CANONICAL_BLOCK - 9, CANONICAL_BLOCK), torch.arange(CANONICAL_BLOCK + 3, CANONICAL_BLOCK + 14)])
+    pos = torch.cat([torch.arange(CANONICAL_BLOCK - 5, CANONICAL_BLOCK), torch.arange(CANONICAL_BLOCK + 3, CANONICAL_BLOCK + 10)])
     return x, y, pos
 
 
