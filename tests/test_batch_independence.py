@@ -20,13 +20,14 @@ from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate, shard_b
 from test_attacks_contract import FAST
 
 BATCHES = (1, 7, 128)
-SLOW_ATTACKS = {"autoattack"}  # pyautoattack's setup dominates: ~10 s per call on 2 cores
+SLOW_ATTACKS = {"autoattack"}
+CHEAPER = {"cw_l2": {"steps": 20, "binary_search_steps": 2}, "ddn": {"steps": 20}}  # pyautoattack's setup dominates: ~10 s per call on 2 cores
 
 
 def _attack_cases() -> list[Any]:
     out: list[Any] = []
     for name in ATTACKS.names():
-        opts = dict(FAST.get(name, {}))
+        opts = {**FAST.get(name, {}), **CHEAPER.get(name, {})}
         marks = [pytest.mark.slow] if name in SLOW_ATTACKS else []
         out.append(pytest.param(name, opts, marks=marks, id=name))
     # margin_topk's further targets keep a quarter of the block's survivors: a canonical-block attack
