@@ -10,8 +10,9 @@ Output folder layout (column names documented in the README):
 - ``result.json``       everything above aggregated, with provenance
 
 Sharding: ``EvalOptions(shard="i/k")`` evaluates the i-th (0-based) of k contiguous shards of the
-examples into its own folder; shard boundaries fall on multiples of ``batch_size`` so that every
-attack batch, and so every random draw, is the one an unsharded run makes. :func:`merge` joins
+examples into its own folder; shard boundaries fall on multiples of the scheduling block (whole
+canonical blocks, ``attacks.base.scheduling_block``) and every random draw is keyed by example
+position, so every number is the one an unsharded run makes, whatever the batch size. :func:`merge` joins
 shard folders by example index into the outputs of the unsharded run.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .checks import MODEL_CHECKS, breaks_verified, model_checks, prediction_chec
 from .indicators import INDICATOR_CHECKS, indicator_checks
 from .metrics import normalized_auc
 from .outfolder import check_eval_folder, check_merge_folder
-from .attacks.base import attack_key
+from .attacks.base import CANONICAL_BLOCK, attack_key, scheduling_block
 from .parts import Part, join_flags
 from .provenance import provenance
 from .runner import RunContext, run_tasks
@@ -144,9 +145,10 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
     offset = 0
     if options.shard:
         si, sk = parse_shard(options.shard)
-        offset, stop = shard_bounds(n_total, si, sk, options.batch_size)
+        block = scheduling_block(options.batch_size, [spec.attack for spec in suite.attacks])
+        offset, stop = shard_bounds(n_total, si, sk, block)
         if stop <= offset:
-            raise BenchError(f"shard {options.shard} of {n_total} examples in batches of {options.batch_size} is empty; use fewer shards.")
+            raise BenchError(f"shard {options.shard} of {n_total} examples in blocks of {block} is empty; use fewer shards.")
         idx = idx[offset:stop]
         shard_info = {"index": si, "count": sk, "start": offset, "stop": stop, "n_total": n_total}
     x, y = data.batch(idx)
@@ -249,7 +251,8 @@ def make_fingerprint(suite: Suite, seed: int, n_total: int, sha: str | None, mem
                      cascade: bool, batch_size: int, shard: str | None) -> dict[str, Any]:
     """What must match for a finished part on disk to be reused (resume, merge)."""
     return {"suite": suite.hash, "seed": seed, "n": n_total, "checkpoint": sha, "member": member,
-            "threat": threat.to_dict(), "cascade": cascade, "batch_size": batch_size, "shard": shard}
+            "threat": threat.to_dict(), "cascade": cascade, "batch_size": batch_size, "shard": shard,
+            "canonical_block": CANONICAL_BLOCK}
 
 
 def attack_kinds(parts: list[Part]) -> dict[str, str]:

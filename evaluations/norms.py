@@ -12,6 +12,9 @@ from torch import Tensor
 
 from robustbench_lite.errors import BenchError
 
+from . import draws
+from .draws import AnyGenerator
+
 
 def _view(v: Tensor | float, like: Tensor) -> Tensor:
     if isinstance(v, Tensor) and v.ndim == 1:
@@ -30,8 +33,10 @@ class Norm:
     def norm(self, delta: Tensor) -> Tensor:
         return _flat_norm(delta, self.p)
 
-    def random_init(self, shape: torch.Size, eps: Tensor | float, generator: torch.Generator | None,
+    def random_init(self, shape: torch.Size, eps: Tensor | float, generator: AnyGenerator,
                     device: torch.device) -> Tensor:
+        """A random start in the ball, (N, ...); a :class:`~evaluations.draws.RowGenerator` draws
+        row ``i`` from row ``i``'s own stream."""
         raise NotImplementedError
 
     def step(self, grad: Tensor, step_size: Tensor | float, x_adv: Tensor) -> Tensor:
@@ -47,8 +52,8 @@ class LinfNorm(Norm):
     p: float = float("inf")
 
     def random_init(self, shape, eps, generator, device):  # type: ignore[override]
-        u = torch.rand(shape, generator=generator, device=generator.device if generator else "cpu")
-        return (2 * u.to(device) - 1) * _view(eps, u.to(device))
+        u = draws.rand(shape, generator, device)
+        return (2 * u - 1) * _view(eps, u)
 
     def step(self, grad, step_size, x_adv):  # type: ignore[override]
         return grad.sign() * _view(step_size, grad)
@@ -64,11 +69,10 @@ class L2Norm(Norm):
     p: float = 2.0
 
     def random_init(self, shape, eps, generator, device):  # type: ignore[override]
-        gdev = generator.device if generator else "cpu"
-        d = torch.randn(shape, generator=generator, device=gdev).to(device)
+        d = draws.randn(shape, generator, device)
         n = shape[0]
         dim = d[0].numel()
-        r = torch.rand(n, generator=generator, device=gdev).to(device) ** (1.0 / dim)
+        r = draws.rand((n,), generator, device) ** (1.0 / dim)
         d = d / _flat_norm(d, 2).clamp_min(1e-12).view(-1, *([1] * (d.ndim - 1)))
         return d * _view(r, d) * _view(eps, d)
 
@@ -112,12 +116,11 @@ class L1Norm(Norm):
     q: float = 0.99
 
     def random_init(self, shape, eps, generator, device):  # type: ignore[override]
-        gdev = generator.device if generator else "cpu"
-        e = torch.empty(shape, device=gdev).exponential_(generator=generator)
-        s = torch.randint(0, 2, shape, generator=generator, device=gdev) * 2 - 1
+        e = draws.exponential(shape, generator)
+        s = draws.randint(0, 2, shape, generator) * 2 - 1
         d = (e * s).to(device)
         dim = d[0].numel()
-        r = torch.rand(shape[0], generator=generator, device=gdev).to(device) ** (1.0 / dim)
+        r = draws.rand((shape[0],), generator, device) ** (1.0 / dim)
         d = d / _flat_norm(d, 1).clamp_min(1e-12).view(-1, *([1] * (d.ndim - 1)))
         return d * _view(r, d) * _view(eps, d)
 

@@ -29,6 +29,8 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
+from . import draws
+from .draws import AnyGenerator
 from .losses import LossFn, TargetedLossFn, get_loss, get_targeted_loss, misclassified
 from .norms import Norm, get_norm
 
@@ -76,7 +78,7 @@ def pgd(
     early_stop: bool = True,
     return_success: bool = True,
     is_adversarial: Callable[[Tensor, Tensor], Tensor] = misclassified,
-    generator: torch.Generator | None = None,
+    generator: AnyGenerator = None,
     momentum: float | None = None,
     target: Tensor | None = None,
 ) -> PGDResult:
@@ -112,8 +114,7 @@ def pgd(
         if random_start == "uniform":
             init = nrm.random_init(x.shape, eps_t, generator, x.device)
         elif random_start == "normal":
-            gdev = generator.device if generator is not None else "cpu"
-            init = init_std * torch.randn(x.shape, generator=generator, device=gdev).to(x.device)
+            init = init_std * draws.randn(x.shape, generator, x.device)
         elif random_start == "none":
             init = None
         else:
@@ -200,15 +201,13 @@ def apgd_checkpoints(steps: int) -> list[int]:
     return out
 
 
-def apgd_start(norm: str | Norm, x: Tensor, eps: Tensor, generator: torch.Generator | None) -> Tensor:
+def apgd_start(norm: str | Norm, x: Tensor, eps: Tensor, generator: AnyGenerator) -> Tensor:
     """APGD's random start, on the sphere of radius eps: ``x + eps * t / ||t||`` with ``t`` uniform
     in [-1,1] (Linf) or standard normal (L2); L1 draws uniformly in the ball. Clamped to [0,1]."""
     nrm = get_norm(norm)
-    gdev = generator.device if generator is not None else "cpu"
     if nrm.name == "l1":
         return (x + nrm.random_init(x.shape, eps, generator, x.device)).clamp(0, 1)
-    t = (2 * torch.rand(x.shape, generator=generator, device=gdev) - 1 if nrm.name == "linf"
-         else torch.randn(x.shape, generator=generator, device=gdev)).to(x.device)
+    t = 2 * draws.rand(x.shape, generator, x.device) - 1 if nrm.name == "linf" else draws.randn(x.shape, generator, x.device)
     scale = nrm.norm(t).view(-1, *[1] * (x.ndim - 1)) + 1e-12
     return (x + eps.view(-1, *[1] * (x.ndim - 1)) * t / scale).clamp(0, 1)
 
@@ -305,7 +304,7 @@ def apgd(
     random_start: APGDStart = "boundary",
     x_init: Tensor | None = None,
     is_adversarial: Callable[[Tensor, Tensor], Tensor] = misclassified,
-    generator: torch.Generator | None = None,
+    generator: AnyGenerator = None,
 ) -> APGDResult:
     """Auto-PGD with per-row early exit. Step ``2 eps`` (``eps`` for L1), momentum ``momentum`` (the
     first step plain), and at each checkpoint of :func:`apgd_checkpoints` the step of a row is

@@ -36,7 +36,7 @@ from robustbench_lite.utils import frozen
 from . import adversarials as advs
 from .attacks import Attack, predict
 from .attack_paths import PathRecorder
-from .attacks.base import attack_key
+from .attacks.base import attack_key, scheduling_block
 from .parts import CountingModel, Part, join_flags, reuse, write
 from .schedule import LocalQueue, StoreQueue, WorkQueue
 from .suite import AttackSpec, Suite, entry_radii
@@ -55,7 +55,7 @@ class RunContext:
     resume: bool = False
     cascade: bool | None = None
     standard_eps: dict[str, float] = field(default_factory=dict)  # dataset's radius per norm
-    offset: int = 0  # position of x[0] in the full evaluation order (a shard's start; a multiple of batch_size)
+    offset: int = 0  # position of x[0] in the full evaluation order (a shard's start; a multiple of scheduling_block(batch_size, the suite's attacks))
     predictions: list[int] | None = None  # filled by run_tasks: the clean prediction per example
     ranks: list[dict[str, Any]] = field(default_factory=list)  # filled by run_tasks: blocks and busy seconds per rank
     adversarials: bool = True  # keep each block's adversarial examples beside its json (evaluations.adversarials)
@@ -117,7 +117,7 @@ class Item:
 
     task: Task
     eps: float | None
-    block: int          # global block index: positions [block * batch_size, (block + 1) * batch_size)
+    block: int          # global block index: positions [block * S, (block + 1) * S), S = attacks.base.scheduling_block
     lo: int             # the block's points in this evaluation: x[lo:hi]
     hi: int
 
@@ -146,7 +146,11 @@ class _Run:
     # -- the plan ---------------------------------------------------------------------------------
 
     def _plan(self, tasks: list[Task]) -> list[Item]:
-        bs, off, n = self.ctx.batch_size, self.ctx.offset, len(self.x)
+        # whole canonical blocks per item, so an attack that runs on canonical blocks sees the same
+        # points of each whatever the batch size, shard or rank (the front door chunks row-keyed ones)
+        bs, off, n = scheduling_block(self.ctx.batch_size, [t.attack for t in tasks]), self.ctx.offset, len(self.x)
+        if off % bs:
+            raise ValueError(f"offset {off} is not a multiple of the scheduling block {bs}")
         blocks = [(b, max(b * bs, off) - off, min((b + 1) * bs, off + n) - off)
                   for b in range(off // bs, -(-(off + n) // bs))] if n else []
         return [Item(t, e, b, lo, hi) for t in tasks for e in ((None,) if t.attack.minimum_norm else t.eps)
@@ -200,10 +204,11 @@ class _Run:
                 it = self.items[i]
                 if it.key != bar_key:  # one bar per (attack, eps), over the blocks this process runs
                     if bar is not None:
-                        bar.close()
+                        bar.__exit__(None, None, None)
                     total = sum(sum(self.clean[self.items[j].lo:self.items[j].hi]) for j in self.by_task[it.task.index]
                                 if self.items[j].eps == it.eps)
                     bar, bar_key, held, attacked = progress_bar(total=total, desc=it.key, unit="ex"), it.key, 0, 0
+                    bar.__enter__()  # the innermost bar: an attack's stage notes (AutoAttack's) show on it
                 queue.wait_for(self._needs(i), f"{it.key} block {it.block}")
                 reused = self._reuse_block(it)
                 part = reused or self._block(i)
@@ -221,7 +226,7 @@ class _Run:
                     self._assemble_eps(it.task, it.eps)  # on disk the moment it is done (merge, figures)
         finally:
             if bar is not None:
-                bar.close()
+                bar.__exit__(None, None, None)
 
     def _result(self, i: int) -> Part:
         """Item ``i``'s block: run here, or by another rank (read from its file)."""

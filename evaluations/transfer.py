@@ -74,14 +74,14 @@ def transfer_matrix(surrogates: list[str], targets: list[str], out_dir: str | Pa
             correct[t] = predict(c.model, x, batch_size) == y
     rows: list[dict[str, Any]] = []
     # under torchrun rank r crafts the blocks b with b % world == r (every block costs the same: all
-    # steps are taken), seeded by position as in one process; the verdicts are gathered on every rank
+    # steps are taken), every draw keyed by position as in one process; the verdicts are gathered on every rank
     pos = torch.arange(len(x), device=dev)
     mine = pos[torch.div(pos, batch_size, rounding_mode="floor") % world.size == world.rank]
     for s in surrogates:
         sc = load_checkpoint(s)
         if sc.dataset != dataset:
             raise BenchError(f"surrogate {s} is a {sc.dataset} model; the targets are {dataset} models.")
-        # the transfer attack's front door crafts on the surrogate block by block (seeded per block);
+        # the transfer attack's front door crafts on the surrogate (row-keyed: draws keyed by position);
         # its own success flag (judged on the surrogate here) is not used: every target judges x_adv
         craft = create_attack("transfer", surrogate=str(s), norm=tm.norm, steps=steps)
         with frozen(sc.model):

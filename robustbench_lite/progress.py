@@ -16,11 +16,12 @@ environment variable ``BENCH_PROGRESS=0`` turns every bar off. Example::
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
@@ -73,7 +74,8 @@ class Bar(tqdm):
         super().set_postfix_str(s, refresh=refresh)
 
     def __enter__(self) -> "Bar":
-        _active.append(self)
+        if not self.disable:  # a disabled bar (a caller that keeps its own) must not swallow notes
+            _active.append(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -87,10 +89,36 @@ class Bar(tqdm):
             self.refresh()
 
 
+_where: list[str] = []
+
+
+@contextlib.contextmanager
+def where(label: str) -> Iterator[None]:
+    """Name the piece of work running inside (e.g. ``pgd@linf:0.3 block 2``): :func:`note` and
+    :func:`stage` prefix their text with it."""
+    _where.append(label)
+    try:
+        yield
+    finally:
+        _where.pop()
+
+
+def _prefixed(text: str) -> str:
+    return f"{_where[-1]}: {text}" if _where else text
+
+
 def note(text: str) -> None:
-    """Show ``text`` on the innermost open bar (redrawn at most every ``mininterval``)."""
+    """Show ``text`` on the innermost open bar that is drawn (redrawn at most every
+    ``mininterval``), prefixed with the innermost :func:`where` label."""
     if _active:
-        _active[-1].note(text)
+        _active[-1].note(_prefixed(text))
+
+
+def stage(text: str, log: logging.Logger | None = None) -> None:
+    """A stage of a long step begins: one log line (INFO, shown by the CLI, even with
+    ``--no-progress``) and the same text on the innermost bar."""
+    (log or logger).info("%s", _prefixed(text))
+    note(text)
 
 
 def _is_terminal() -> bool:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError
 
+from ..draws import AnyGenerator, rows as rows_of
 from ..pgd import APGDResult, apgd, apgd_start
 from .base import Attack, AttackOutput, register_attack
 
@@ -41,7 +42,7 @@ def clean_logits(model: nn.Module, x: Tensor) -> Tensor:
 
 def apgd_targeted(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float, steps: int, n_targets: int,
                   loss: str = "dlr", restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
-                  generator: torch.Generator | None = None, logits: Tensor | None = None,
+                  generator: AnyGenerator = None, logits: Tensor | None = None,
                   start: StartFn | None = None, more_targets: int = 0, more_keep: float = 1.0) -> APGDResult:
     """Targeted APGD on the ``n_targets`` classes ranked 2nd, 3rd, ... by the clean ``logits``
     (computed here when not given; the Minimum-Margin attack's and APGD-T's target order), each
@@ -65,9 +66,10 @@ def apgd_targeted(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: flo
                 return APGDResult(out, success, best)
             if rank > n_targets:  # a further target: only the rows closest to the boundary
                 rows = rows[best[rows].argsort(descending=True)[:math.ceil(more_keep * len(rows))]].sort().values
-            x0 = start(x[rows], eps_t[rows]) if start is not None else apgd_start(norm, x[rows], eps_t[rows], generator)
+            gen = rows_of(generator, rows)  # a row's draws: one per (target, restart) it is attacked at
+            x0 = start(x[rows], eps_t[rows]) if start is not None else apgd_start(norm, x[rows], eps_t[rows], gen)
             res = apgd(model, x[rows], y[rows], norm=norm, eps=eps, steps=steps, loss=loss, target=order[rows, rank],
-                       rho=rho, momentum=momentum, x_init=x0, generator=generator)
+                       rho=rho, momentum=momentum, x_init=x0, generator=gen)
             write = res.success | (res.loss > best[rows])
             out[rows[write]], best[rows[write]] = res.x_adv[write], res.loss[write]
             success[rows[res.success]] = True
@@ -91,6 +93,7 @@ class APGDCE(Attack):
     rho: float = 0.75
     momentum: float = 0.75
     loss: Literal["ce", "dlr"] = "ce"
+    row_keyed = True  # per-row step sizes, checkpoints and early exit: no computation mixes rows
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +133,7 @@ class APGDTargeted(Attack):
     rho: float = 0.75
     momentum: float = 0.75
     loss: Literal["dlr", "margin"] = "dlr"
+    row_keyed = True  # targets from each row's own clean logits; per-row APGD
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -7,10 +7,22 @@ The front door::
     pgd = create_attack("pgd", steps=20)
     outs = pgd(model, x, y, eps=[0.1, 0.2, 0.3], batch_size=128, seed=0)   # one AttackOutput per eps
 
-runs ``run`` on blocks of ``batch_size`` example positions, each with its own generator seeded by
-(seed, attack, norm, eps, block start): a block's random draws depend on the block and on which of
-its points are attacked, never on the other blocks, the call, the shard or the process running it,
-so a shard, a resumed run or another rank reproduces them. In a sweep a
+runs ``run`` on the points in pieces, and every random draw is keyed by (seed, stream, example
+position) only: ``--batch-size``, shards, ranks and the device's default batch change speed and
+memory, never a number.
+
+- A row-keyed attack (``row_keyed = True``: all of ours whose per-point result depends only on
+  the point, e.g. PGD, FGSM, MIM, APGD-CE/DLR/T, the transfer attack) runs on chunks of
+  ``batch_size`` rows and gets a :class:`~evaluations.draws.RowGenerator`: one generator per row,
+  seeded by (seed, stream, position), so a point draws the same whatever shares its batch.
+- Any other attack (``row_keyed = False``, the default, and a user's own attack: A3's online
+  discarding, margin_topk's ``more_targets``, pyautoattack's AutoAttack and Square, foolbox's
+  attacks, whose per-point result depends on the batch by design) runs on canonical blocks of
+  :data:`CANONICAL_BLOCK` positions (``positions // CANONICAL_BLOCK``, whatever ``batch_size``
+  is) with one ``torch.Generator`` seeded by (seed, stream, block start).
+
+A block's points are the ones of it that the call attacks, so a shard, a resumed run or another
+rank given the same points reproduces them. In a sweep a
 point broken at a smaller eps is not attacked again at a larger one (a perturbation inside the
 smaller ball is inside the larger one).
 
@@ -29,17 +41,34 @@ import functools
 import math
 import types
 import typing
-import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence, overload
+from typing import Any, Callable, ClassVar, Iterator, Sequence, overload
 
 import torch
 from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError, is_number
-from robustbench_lite.progress import progress_bar
+from robustbench_lite.progress import progress_bar, where as progress_where
 from robustbench_lite.registry import Registry
 from robustbench_lite.utils import make_generator
+
+from ..draws import RowGenerator, stream_seed
+
+# The canonical block: attacks that are not row-keyed run on blocks of this many example positions
+# (aligned on multiples of it) whatever --batch-size is, so their numbers never depend on it. It is
+# part of every run's fingerprint (evaluations.evaluate.make_fingerprint); changing it changes those
+# attacks' numbers (docs/evaluation.md, "Batch size and reproducibility").
+CANONICAL_BLOCK = 128
+
+
+def scheduling_block(batch_size: int, attacks: Sequence["Attack"]) -> int:
+    """The runner's unit of work (resume, shards, torchrun ranks) for a suite of ``attacks``:
+    ``batch_size`` positions when every attack is row-keyed (any split gives the same draws), else
+    whole canonical blocks, at least ``batch_size`` positions, so that no canonical block is ever
+    split between two units (two shards, two ranks)."""
+    if all(a.row_keyed for a in attacks):
+        return int(batch_size)
+    return CANONICAL_BLOCK * max(1, -(-int(batch_size) // CANONICAL_BLOCK))
 
 
 @dataclass
@@ -63,6 +92,9 @@ class Attack:
     white_box: ClassVar[bool] = True      # uses gradients (for the obfuscation checks)
     kind: ClassVar[str] = "white-box"     # the result row's kind: white-box, black-box, minimum-norm, transfer
     norms_supported: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
+    # a point's result depends only on the point and its own draws (no computation mixes rows):
+    # the front door may run it in any chunks, with a RowGenerator; else canonical blocks
+    row_keyed: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.norm not in self.norms_supported:
@@ -89,9 +121,11 @@ class Attack:
                  stream: str | None = None, progress: bool = True) -> AttackOutput | list[AttackOutput]:
         """The front door: ``run`` on every point, in blocks, at one eps or a list of them.
 
-        ``positions`` (N,) are the points' places in the whole evaluation (default ``0..N-1``): the
-        blocks are ``positions // batch_size``, so a shard or another rank given the same block
-        (the same points of it) draws what one whole run draws for it. ``stream`` names the random stream (default
+        ``positions`` (N,) are the points' places in the whole evaluation (default ``0..N-1``): every
+        random draw is keyed by (``seed``, ``stream``, position), so the result for a point does not
+        depend on ``batch_size`` (a row-keyed attack runs on chunks of ``batch_size`` rows; any other
+        on the canonical blocks ``positions // CANONICAL_BLOCK``), nor on which shard or rank runs
+        it. ``stream`` names the random stream (default
         ``name@norm:eps``; the suite runner passes its entry's label). A minimum-norm attack runs
         once whatever ``eps`` is; with an eps list its outputs say ``success`` where the smallest
         adversarial found is within each eps. ``progress=False``: no progress bar (the suite
@@ -127,7 +161,9 @@ class Attack:
 
     def _blocks(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, batch_size: int, seed: int,
                 positions: Tensor | None, stream: str, progress: bool = True) -> AttackOutput:
-        """``run`` per block of ``batch_size`` positions, seeded by (seed, stream, block start)."""
+        """``run`` per piece, draws keyed by position: chunks of ``batch_size`` rows with a generator
+        per row seeded by (seed, stream, position) for a row-keyed attack; else the canonical blocks
+        ``positions // CANONICAL_BLOCK``, each with a generator seeded by (seed, stream, block start)."""
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise BenchError(f"the batch size must be a positive integer, got {batch_size!r}.")
         n = len(x)
@@ -136,14 +172,12 @@ class Attack:
             raise ValueError(f"{len(pos)} positions for {n} points")
         x_adv, success = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
         norms = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device) if self.minimum_norm else None
-        block = torch.div(pos, batch_size, rounding_mode="floor")
         held = done = unverified = 0
         notes: list[str] = []
         with progress_bar(total=n, desc=stream, unit="ex", enabled=progress) as bar:
-            for b in torch.unique(block).tolist():
-                sel = (block == b).nonzero().flatten()
-                gen = make_generator(zlib.crc32(f"{seed}:{stream}:{b * batch_size}".encode()))
-                out = self._run_fitting(model, x[sel], y[sel], eps, gen, notes, f"{stream} block {b}")
+            for b, sel, gens in self._pieces(pos, batch_size, seed, stream):
+                with progress_where(f"{stream} block {b}"):
+                    out = self._run_fitting(model, x[sel], y[sel], eps, gens, notes, f"{stream} block {b}")
                 if torch.isnan(out.x_adv).any():
                     raise RuntimeError(f"attack {self.name} returned NaN inputs")
                 out = self._verified(model, x[sel], y[sel], eps, out)
@@ -186,23 +220,42 @@ class Attack:
             norms = torch.where(success.to(norms.device), norms, torch.full_like(norms, float("inf")))
         return dataclasses.replace(out, success=success, norms=norms, unverified=len(bad))
 
-    def _run_fitting(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, gen: torch.Generator,
-                     notes: list[str], where: str) -> AttackOutput:
-        """``run``; on a (CUDA) out-of-memory error the block runs in two halves, one after the other
-        with the block's generator (halving again as needed), and a note says so: the random draws
-        then differ from an undivided block's, so such a run is reproducible only on the same memory."""
+    def _pieces(self, pos: Tensor, batch_size: int, seed: int,
+                 stream: str) -> Iterator[tuple[int, Tensor, Callable[[slice], Any]]]:
+        """(piece number, its rows, generator maker): ``gens(rows)`` gives the generator for a slice
+        of the piece's rows (fresh per-row generators for a row-keyed attack; the block's one else)."""
+        if self.row_keyed:
+            for i in range(0, len(pos), batch_size):
+                sel = torch.arange(i, min(i + batch_size, len(pos)), device=pos.device)
+                yield i // batch_size, sel, lambda r, p=pos[sel]: RowGenerator.keyed(seed, stream, p[r])
+            return
+        block = torch.div(pos, CANONICAL_BLOCK, rounding_mode="floor")
+        for b in torch.unique(block).tolist():
+            gen = make_generator(stream_seed(seed, stream, f"block{b * CANONICAL_BLOCK}"))
+            yield b, (block == b).nonzero().flatten(), lambda r, g=gen: g
+
+    def _run_fitting(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None, gens: Callable[[slice], Any],
+                     notes: list[str], where: str, rows: slice | None = None) -> AttackOutput:
+        """``run``; on a (CUDA) out-of-memory error the piece runs in two halves, one after the
+        other (halving again as needed), and a note says so. A row-keyed attack's halves draw what
+        the whole piece would (fresh per-row generators): nothing changes. Any other attack's halves
+        share the block's generator: the draws then differ from an undivided block's, so such a run
+        is reproducible only on the same memory."""
+        rows = slice(0, len(x)) if rows is None else rows
         try:
-            return self.run(model, x, y, eps=eps, generator=gen)
+            return self.run(model, x, y, eps=eps, generator=gens(rows))
         except torch.OutOfMemoryError:
             if len(x) < 2:
                 raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         half = len(x) // 2
-        notes.append(f"{where}: out of memory at {len(x)} points, run in halves of {half} and {len(x) - half}")
+        notes.append(f"{where}: out of memory at {len(x)} points, run in halves of {half} and {len(x) - half}"
+                     + ("; row-keyed draws: the results are an undivided run's" if self.row_keyed
+                        else "; the block's draws differ from an undivided block's"))
         logger.warning("%s", notes[-1])
-        a = self._run_fitting(model, x[:half], y[:half], eps, gen, notes, where)
-        b = self._run_fitting(model, x[half:], y[half:], eps, gen, notes, where)
+        a = self._run_fitting(model, x[:half], y[:half], eps, gens, notes, where, slice(rows.start, rows.start + half))
+        b = self._run_fitting(model, x[half:], y[half:], eps, gens, notes, where, slice(rows.start + half, rows.stop))
         return AttackOutput(torch.cat([a.x_adv, b.x_adv]), torch.cat([a.success, b.success]),
                             None if a.norms is None or b.norms is None else torch.cat([a.norms, b.norms]))
 

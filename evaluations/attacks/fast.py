@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from robustbench_lite.errors import BenchError
 
+from ..draws import rand, rows as rows_of
 from ..losses import logit_direction_loss, margin_loss
 from ..pgd import apgd, pgd
 from .apgd import apgd_targeted, clean_logits
@@ -58,6 +59,12 @@ class MarginTopK(Attack):
                              f"got {self.more_targets!r}.")
         if not 0 < self.more_keep <= 1:
             raise BenchError(f"attack {self.name!r}: option 'more_keep' must be in (0, 1], got {self.more_keep!r}.")
+
+    @property
+    def row_keyed(self) -> bool:  # type: ignore[override]
+        """The top-k targets are per row; ``more_targets`` keeps a quarter of the block's survivors
+        (it depends on the block), so then the front door runs canonical blocks."""
+        return self.more_targets == 0
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:
@@ -123,12 +130,11 @@ class A3(Attack):
         success = z.argmax(1) != y
         out = x.clone()
         best = margin_loss(z, y)  # the best margin loss seen per point (max_{i!=y} z_i - z_y)
-        gdev = generator.device if generator is not None else "cpu"
         hits = torch.zeros(n_cls, dtype=x.dtype, device=x.device)  # sum of rank-ordered directions that broke rows
         n_hits = 0
         for r in range(self.restarts):
             # draw for every point, so a point's draws never depend on which others broke
-            w_rank = (2 * torch.rand(n, n_cls, generator=generator, device=gdev) - 1).to(x.device, x.dtype)
+            w_rank = (2 * rand((n, n_cls), generator, x.device) - 1).to(x.dtype)
             robust = (~success).nonzero().flatten()
             if len(robust) == 0:
                 break
@@ -144,7 +150,8 @@ class A3(Attack):
                 w_used = w_rank[rows]
                 w = torch.zeros_like(w_used).scatter_(1, order[rows], w_used)  # rank order -> class order
                 odi = pgd(model, xr, yr, norm=self.norm, eps=eps, steps=self.odi_steps, step_size=eps,
-                          loss=logit_direction_loss, target=w, random_start="uniform", generator=generator)
+                          loss=logit_direction_loss, target=w, random_start="uniform",
+                          generator=rows_of(generator, rows))
                 assert odi.success is not None
                 x0 = odi.x_adv
                 done = odi.success
@@ -155,7 +162,7 @@ class A3(Attack):
                 if len(rows) == 0:
                     continue
             res = apgd(model, xr, yr, norm=self.norm, eps=eps, steps=self.steps, loss="margin", x_init=x0,
-                       generator=generator)
+                       generator=rows_of(generator, rows))
             self._record(out, success, rows[res.success], res.x_adv[res.success])
             if w_used is not None:
                 hits, n_hits = hits + w_used[res.success].sum(0), n_hits + int(res.success.sum())

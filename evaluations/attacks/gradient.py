@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..draws import rows as rows_of
 from ..norms import get_norm
 from ..pgd import default_step_size, pgd
 from .base import Attack, AttackOutput, register_attack
@@ -30,6 +31,7 @@ class FGSM(Attack):
 
     loss: str = "ce"
     norms_supported = ("linf",)
+    row_keyed = True
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:
@@ -58,6 +60,7 @@ class MIM(Attack):
     rel_step_size: float | None = None  # default 1/steps (eps/steps per step)
     loss: str = "ce"
     norms_supported = ("linf",)
+    row_keyed = True
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:
@@ -94,6 +97,7 @@ class MinLinf(Attack):
     norms_supported = ("linf",)
     minimum_norm = True
     kind = "minimum-norm"
+    row_keyed = True  # per-row bisection, per-row PGD draws
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None,
             generator: torch.Generator) -> AttackOutput:
@@ -114,7 +118,7 @@ class MinLinf(Attack):
             mid = (lo[rows] + hi[rows]) / 2
             r = pgd(model, x[rows], y[rows], norm="linf", eps=mid, steps=self.steps,
                     step_size=default_step_size(mid, self.steps, self.rel_step_size),
-                    loss=self.loss, generator=generator)
+                    loss=self.loss, generator=rows_of(generator, rows))
             ok = r.success  # type: ignore[union-attr]
             found = linf.norm(r.x_adv - x[rows])
             better = ok & (found < hi[rows])

@@ -26,6 +26,7 @@ class PGD(Attack):
     restarts: int = 1
     loss: str = "ce"
     random_start: RandomStart = "uniform"
+    row_keyed = True  # per-row starts, steps and early exit: no computation mixes rows
 
     def step_for(self, eps: float) -> float:
         if self.step_size is not None:

@@ -68,6 +68,7 @@ class Transfer(Attack):
     rel_step_size: float | None = None
     white_box = False
     kind = "transfer"
+    row_keyed = True  # every row takes every surrogate step from its own start
 
     def __post_init__(self) -> None:
         super().__post_init__()
