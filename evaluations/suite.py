@@ -30,6 +30,7 @@ from robustbench_lite.errors import BenchError, is_number
 from robustbench_lite.threat import NORMS, parse_eps
 
 from .attacks import ATTACKS, Attack, attack_fields, create_attack
+from .attacks.user import is_user_attack, load_user_attack, user_attack_hash
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,10 +97,14 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         raise BenchError("a suite needs at least one [[attacks]] entry.")
     specs: list[AttackSpec] = []
     labels: set[str] = set()
+    user_files: list[str] = []
     for i, entry in enumerate(entries):
         if "name" not in entry:
             raise BenchError(f"attack entry {i + 1} has no 'name'; known attacks: {', '.join(ATTACKS.names())}.")
         name = entry["name"]
+        if isinstance(name, str) and is_user_attack(name):  # "file.py:Class" / "module:Class" (attacks/user.py)
+            user_files.append(f"{name}={user_attack_hash(name)}")
+            load_user_attack(name)
         cls = ATTACKS.get(name)
         opts = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
         bad = sorted(set(opts) - set(attack_fields(cls)))
@@ -147,7 +152,7 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         description=str(data.get("description", "")),
         cascade=bool(data.get("cascade", True)),
         attacks=tuple(specs),
-        hash=hashlib.sha256(text.encode()).hexdigest(),
+        hash=hashlib.sha256((text + "".join(f"\n#{u}" for u in user_files)).encode()).hexdigest(),
         text=text,
         checks=bool(data.get("checks", False)),
         extra={"max_eps": {k: parse_eps(v) for k, v in max_eps.items()}} if max_eps else {},
