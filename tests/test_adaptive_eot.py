@@ -95,6 +95,7 @@ def test_eot_model_averages_draws_and_verdict_shares() -> None:
     assert expected_accuracy([])["accuracy"] is None
 
 
+@pytest.mark.slow
 def test_eot_remedy_finds_what_hand_written_eot_pgd_finds() -> None:
     torch.manual_seed(1)
     model, x, y = _problem()
