@@ -64,6 +64,7 @@ class RecordSummary:
     autoattack_scope: str = ""    # "exact" (its own accuracy), "cascade" (worst case through its stage) or ""
     pgd_scope: str = ""
     num_classes: int | None = None
+    adaptive: tuple[str, ...] = ()  # the remedies of the adaptive evaluation that changed ``robust`` (evaluations.adaptive)
 
     @property
     def threat(self) -> str:
@@ -159,4 +160,13 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
         auc=sweep_auc(record, norm), min_pert=min_pert, robust=num(record.get("robust_accuracy")), checks=checks,
         autoattack_scope=aa.scope, pgd_scope=pgd.scope,
         num_classes=int(ck["num_classes"]) if num(ck.get("num_classes")) is not None else None,
+        adaptive=_changed_by(record.get("adaptive")),
     )
+
+
+def _changed_by(adaptive: Any) -> tuple[str, ...]:
+    """The remedies that ran and broke points, when the adaptive evaluation changed the robust accuracy."""
+    if not isinstance(adaptive, Mapping) or not adaptive.get("changed"):
+        return ()
+    return tuple(str(r.get("remedy")) for r in adaptive.get("remedies") or []
+                 if isinstance(r, Mapping) and r.get("ran") and (r.get("broken") or r.get("remedy") == "eot"))
