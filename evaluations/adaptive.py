@@ -59,7 +59,8 @@ from .pgd import apgd
 logger = logging.getLogger(__name__)
 
 ADAPTIVE = "adaptive"  # the registry-like name of every remedy's part
-REMEDIES = ("eot", "bpda", "silent", "from_black_box", "steps")  # the order they run in within a round
+REMEDIES = ("bpda", "eot", "silent", "from_black_box", "steps")  # the order they run in within a round
+SINGLE_DRAW = ("silent", "from_black_box", "steps")  # remedies judged on one forward pass: not for a random model
 REMEDY_OF = {
     "deterministic_output": "eot",
     "gradients_available": "bpda", "nonzero_input_gradients": "bpda", "finite_input_gradients": "bpda",
@@ -114,6 +115,7 @@ class _Escalation:
         self.parts, self.threat, self.tasks = list(parts), threat, tasks
         self.seed, self.bs, self.offset, self.opt = seed, batch_size, offset, options
         self.out = Adaptation()
+        self.random = False  # the eot remedy is wanted: the verdict is the expected accuracy over K draws
         self.eot_draws: int | None = None
         self.bpda: tuple[str, Callable[[Tensor], Tensor] | None] | None = None
 
@@ -169,6 +171,8 @@ class _Escalation:
                 broken, flags, note = getattr(self, f"_{name}")(todo)
         finally:
             self.model = self.raw
+        if name == "eot" and broken is not None:  # it attacked every point some draw classifies correctly
+            todo = self._eot_attacked
         if broken is None:  # the remedy could not run (e.g. no boundary found): spent, nothing changed
             self.out.remedies.append({"remedy": name, "reasons": reasons, "ran": False, "note": note,
                                       "points": 0, "broken": 0, "seconds": round(time.perf_counter() - t0, 3)})
@@ -223,6 +227,7 @@ class _Escalation:
         clean_share = correct_fraction(self.model, self.x, self.y, draws=k, batch_size=self.bs)
         # single-draw verdicts are noise here: attack every point any draw classifies correctly
         idx = (clean_share > 0).nonzero().flatten()
+        self._eot_attacked = clean_share > 0
         worst, best = clean_share.clone(), self.x.clone()  # per point: the lowest share so far, and where
         model = self.attack_model()
         for i, attack in enumerate(self.suite_attacks()):
@@ -275,6 +280,18 @@ class _Escalation:
 
         boundary_module(self.raw, name)
         self.bpda = (name, approx)
+        if self.random:  # a random model: the eot remedy attacks through the boundary and judges on K draws
+            try:
+                xs = self.x[:2].clone().requires_grad_(True)
+                self.attack_model()(xs).sum().backward()  # the boundary's input shape is checked here
+            except Exception as e:  # noqa: BLE001
+                from robustbench_lite.errors import BenchError
+
+                if isinstance(e, BenchError) and not self.opt.bpda:
+                    self.bpda = None
+                    return None, {}, str(e)
+                raise
+            return None, {}, f"boundary {name!r} found; the eot remedy attacks through it"
         try:
             broken, flags = self._run_attacks(self.suite_attacks(white_box_only=True), self.attack_model(), todo, "bpda",
                                               watch=not self.eot_draws)
@@ -388,12 +405,18 @@ def escalate(model: nn.Module, x: Tensor, y: Tensor, clean: list[bool], parts: l
     if options.bpda:
         wanted.setdefault("bpda", []).append(f"--bpda {options.bpda}")
     done: set[str] = set()
+    esc.random = "eot" in wanted
     while True:
         todo = [r for r in REMEDIES if r in wanted and r not in done]
         if not todo:
             break
         for r in todo:
             done.add(r)
+            if esc.random and r in SINGLE_DRAW:
+                esc.out.remedies.append({"remedy": r, "reasons": wanted[r], "ran": False, "points": 0, "broken": 0,
+                                         "seconds": 0.0, "note": "not run on a randomised model: its verdict is the "
+                                         "eot remedy's expected accuracy over K draws, not one forward pass"})
+                continue
             esc.run_remedy(r, wanted[r])
         if recheck is None or not options.adapt:
             break

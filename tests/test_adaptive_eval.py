@@ -24,20 +24,37 @@ steps = 10
 
 
 class NoisyInput(nn.Module):
-    """A randomised defense: Gaussian noise (std 0.5) added to the input on every forward pass."""
+    """A randomised defense: Gaussian noise (std 0.15) added to the input on every forward pass."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x + 0.5 * torch.randn_like(x))
+        return self.net(x + 0.15 * torch.randn_like(x))
+
+
+def ridge_classifier() -> nn.Module:
+    """A linear classifier fitted in closed form (ridge regression on one-hot labels) to MNIST-5k's
+    training split: about 85% clean accuracy, and cheap enough for EoT's 20 draws per pass on a CPU."""
+    from robustbench_lite.data import get_dataset
+
+    d = get_dataset("mnist5k").load("train")
+    x, y = d.batch(list(range(len(d.targets))))
+    a = torch.cat([x.flatten(1).double(), torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    t = nn.functional.one_hot(y, 10).double()
+    w = torch.linalg.solve(a.T @ a + 1.0 * torch.eye(a.shape[1], dtype=torch.float64), a.T @ t)
+    lin = nn.Linear(784, 10)
+    with torch.no_grad():
+        lin.weight.copy_(w[:-1].T.float())
+        lin.bias.copy_(w[-1].float())
+    return nn.Sequential(nn.Flatten(), lin).eval()
 
 
 @pytest.mark.slow
 def test_random_model_gets_eot_and_expected_accuracy(tmp_path, eval_natural_ckpt) -> None:
     ckpt = load_checkpoint(eval_natural_ckpt)
-    noisy = dataclasses.replace(ckpt, model=NoisyInput(ckpt.model))
+    noisy = dataclasses.replace(ckpt, model=NoisyInput(ridge_classifier()))
     opts = EvalOptions(n_examples=20, check_examples=20, threat="linf:0.1")
     rec = evaluate_loaded(noisy, parse_suite(SUITE), tmp_path / "a", opts)
     checks = {c["name"]: c for c in rec["checks"]}
