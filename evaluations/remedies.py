@@ -23,7 +23,7 @@ from .attack_paths import PathRecorder
 from .attacks import Attack, create_attack, predict
 from .attacks.base import attack_key
 from .bpda import BPDAModel, find_boundary, load_approx, parse_bpda
-from .eot import DEFAULT_DRAWS, DEFAULT_VERDICT_DRAWS, EoTModel, correct_fraction, expected_accuracy
+from .eot import DEFAULT_DRAWS, DEFAULT_VERDICT_DRAWS, EoTModel, correct_fraction, expected_accuracy, is_random
 from .losses import misclassified
 from .norms import get_norm
 from .parts import CountingModel, Part
@@ -177,7 +177,8 @@ class Escalation:
 
     def _eot(self, todo: Tensor) -> tuple[Tensor | None, dict, str]:
         self.eot_draws = self.opt.eot or DEFAULT_DRAWS
-        k = self.opt.verdict_draws
+        # a deterministic model (--eot asked for it) has one verdict per point: one draw gives it
+        k = self.opt.verdict_draws if is_random(self.raw, self.x[:100]) else 1
         clean_share = correct_fraction(self.model, self.x, self.y, draws=k, batch_size=self.bs)
         # single-draw verdicts are noise here: attack every point any draw classifies correctly
         idx = (clean_share > 0).nonzero().flatten()

@@ -101,5 +101,6 @@ def test_forced_eot_on_a_deterministic_model_is_the_plain_verdict(tmp_path, eval
                           EvalOptions(n_examples=20, check_examples=20, eot=2, threat="linf:0.05"))
     exp = rec["adaptive"]["expected"]
     assert set(exp["per_example_robust"]) <= {0.0, 1.0} and exp["eot_draws"] == 2
+    assert exp["verdict_draws"] == 1  # deterministic: one forward pass is the verdict
     assert rec["robust_accuracy"] <= rec["single_draw"]["robust_accuracy"]
     assert rec["clean_accuracy"] == rec["single_draw"]["clean_accuracy"]
