@@ -138,3 +138,58 @@ def test_bpda_remedy_matches_hand_written_bpda(tmp_path, eval_natural_ckpt) -> N
     assert rows["adaptive[bpda]"]["accuracy"] == adaptive["robust_accuracy"]
     assert adaptive["adaptive"]["changed"] and adaptive["adaptive"]["robust_accuracy_before"] == plain["robust_accuracy"]
     assert any(p.name.startswith("900_") for p in (tmp_path / "adaptive" / "parts").iterdir())
+
+
+EPS_Q = 0.085  # Linf radius of the quantised-linear test: only pixels more than 0.04 from 0.5 can change quarter
+
+
+def _escalate_bpda(model: nn.Module, x: Tensor, y: Tensor, options: AdaptOptions, checks: list) -> object:
+    from types import SimpleNamespace
+
+    from robustbench_lite.evaluations.adaptive import escalate
+    from robustbench_lite.evaluations.attacks import create_attack
+    from robustbench_lite.threat import ThreatModel
+
+    tasks = [SimpleNamespace(norm="linf", eps=(EPS_Q,), attack=create_attack("pgd", steps=20))]
+    return escalate(model, x, y, [True] * len(x), [], checks, ThreatModel("linf", EPS_Q), tasks, seed=0, batch_size=64,
+                    options=options)
+
+
+def test_bpda_remedy_on_a_quantised_linear_model_matches_the_closed_form(tmp_path) -> None:
+    """Quantisation to quarters before a linear model: with the boundary found (no name given) the
+    remedy breaks exactly the points whose margin to the runner-up the Linf ball of EPS_Q can close through
+    the quantiser; with a user's approximation file it runs the same way; a hand-named boundary whose
+    input is not the model input's shape is a clear error."""
+    lin, x, y = linear_problem(24, classes=3)
+    m = Pre(Quantise(), lin)
+    with torch.no_grad():
+        y = m(x).argmax(1)
+    flagged = [{"name": "nonzero_input_gradients", "passed": False}]
+    out = _escalate_bpda(m, x, y, AdaptOptions(), flagged)
+    (rem,) = out.remedies
+    assert rem["ran"] and "'body.net'" in rem["note"]
+    broken = ~torch.tensor(out.parts[0].robust)
+    # independent reference: each pixel reaches the quarter-grid values between round(x - eps) and
+    # round(x + eps); the logit gap is linear in them, so its maximum takes one end per pixel
+    lo, hi = torch.round((x - EPS_Q) * 4) / 4, torch.round((x + EPS_Q) * 4) / 4
+    w = lin[1].weight
+    ref = torch.zeros(len(x), dtype=torch.bool)
+    for i in range(len(x)):
+        for k in range(3):
+            if k == int(y[i]):
+                continue
+            d = (w[k] - w[int(y[i])]).view(1, 28, 28)
+            best = torch.where(d > 0, hi[i], lo[i])  # each pixel independently: the value raising z_k - z_y most
+            with torch.no_grad():
+                z = lin(best.unsqueeze(0))[0]
+            ref[i] |= bool(z[k] > z[int(y[i])])
+    assert 0 < int(ref.sum()) < len(x)  # a real test: some points breakable, some not
+    assert bool((broken <= ref).all())  # never more than the reachable optimum (the verdict is the true model's)
+    assert int(broken.sum()) >= int(ref.sum()) - 2, (int(broken.sum()), int(ref.sum()))
+    approx = tmp_path / "approx.py"
+    approx.write_text("def ident(x):\n    return x\n")
+    out2 = _escalate_bpda(m, x, y, AdaptOptions(adapt=False, bpda=f"body.net={approx}:ident"), [])
+    assert out2.remedies[0]["ran"] and "approx.py:ident" in out2.remedies[0]["note"]
+    assert out2.parts[0].robust == out.parts[0].robust
+    with pytest.raises(BenchError, match="give a differentiable approximation"):
+        _escalate_bpda(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)), x, y, AdaptOptions(adapt=False, bpda="1"), [])
