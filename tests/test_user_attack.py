@@ -130,3 +130,24 @@ def test_user_attack_runs_through_a_suite_resumed_and_sharded(attack_file, tmp_p
     assert merged["robust_accuracy"] == whole["robust_accuracy"]
     per_whole = (tmp_path / "whole" / "per_example.csv").read_text()
     assert (tmp_path / "merged" / "per_example.csv").read_text() == per_whole
+
+
+@pytest.mark.slow
+def test_cli_bad_adaptive_options_are_one_sentence(tmp_path, capsys, eval_natural_ckpt) -> None:
+    """``bench eval`` with a boundary the model lacks, a bad --eot, or a suite naming a missing
+    attack file: exit 2, one sentence, no traceback, nothing written."""
+    from robustbench_lite.cli import main
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = main(["eval", "--model", str(eval_natural_ckpt), "--n-examples", "4", "--no-db", *argv])
+        return code, capsys.readouterr().err
+
+    code, err = run("--bpda", "no.such.module", "--out", str(tmp_path / "a"))
+    assert code == 2 and "Traceback" not in err and "no submodule 'no.such.module'" in err, err
+    assert not (tmp_path / "a" / "result.json").exists()
+    with pytest.raises(SystemExit):
+        run("--eot", "0")
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'name = "s"\n[[attacks]]\nname = "{tmp_path}/missing.py:X"\n')
+    code, err = run("--suite", str(suite), "--out", str(tmp_path / "b"))
+    assert code == 2 and "does not exist" in err and "Traceback" not in err, err
