@@ -88,6 +88,15 @@ def add_eval(sub: Subparsers) -> None:
                    help="do not keep the adversarial example of every break (adversarials.npz; 4 bytes per input "
                    "value per break: 3 KB on MNIST, 12 KB on CIFAR-10); `bench verify` then cannot check the run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--no-adapt", action="store_true", help="suites with checks: do not run the remedies the failed "
+                   "attack-failure indicators name (EoT, BPDA, more steps...; docs/evaluation.md, Adaptive evaluation)")
+    p.add_argument("--eot", type=positive_int, default=None, metavar="N",
+                   help="randomised model: average gradients and scores over N draws (Expectation over Transformation; "
+                   "20 as AutoAttack rand) and report the expected accuracy over its randomness; default: when the "
+                   "model check sees a random forward pass in a suite with checks")
+    p.add_argument("--bpda", default=None, metavar="MODULE[=FILE.py:FUNCTION]",
+                   help="non-differentiable preprocessing: backward pass through the identity (or FUNCTION) up to "
+                   "the submodule MODULE (dotted name; BPDA); default: found where gradients vanish, in a suite with checks")
     p.set_defaults(func=cmd_eval)
 
 
@@ -122,7 +131,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        seed=args.seed, threat=args.threat, resume=args.resume, all_points=args.all_points,
                        data_dir=args.data_dir, data_file=args.data_file, member=args.member, arch=args.arch, dataset=args.dataset,
                        normalize=args.normalize, shard=args.shard,
-                       channels_last=not args.no_channels_last, adversarials=not args.no_adversarials)
+                       channels_last=not args.no_channels_last, adversarials=not args.no_adversarials,
+                       adapt=not args.no_adapt, eot=args.eot, bpda=args.bpda)
     try:
         rec = evaluate(args.model, out, opts)
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import (atomic_write_json, default_batch_size, library_versions,
                                    frozen, make_generator, set_channels_last, sha256_file)
 
+from .adaptive import AdaptOptions, adapt_evaluation, annotate, check_options as check_adapt_options
 from .attack_paths import flag_counts
 from .adversarials import join_part_files, write_evaluation
 from .checks import MODEL_CHECKS, breaks_verified, model_checks, prediction_checks, result_checks
@@ -72,6 +73,9 @@ class EvalOptions:
     check_examples: int = 100  # clean sample size of the model checks
     channels_last: bool = True  # NHWC weights for conv nets (faster on CPU and GPU; same numbers to rounding)
     adversarials: bool = True  # keep the adversarial example of every break (adversarials.npz; evaluations.adversarials)
+    adapt: bool = True  # suites with checks: run the remedies the failed indicators name (evaluations.adaptive)
+    eot: int | None = None  # EoT with this many draws whatever the checks say (--eot N)
+    bpda: str | None = None  # BPDA at this submodule (--bpda MODULE[=file.py:function])
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -164,6 +168,8 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
         raise BenchError(f"the model gives {probe.shape[-1]} logits, the checkpoint says {ckpt.num_classes} classes.")
     if not torch.isfinite(probe).all():
         raise BenchError("the model's logits contain NaN or inf on clean inputs; it cannot be evaluated.")
+    adapt_opts = AdaptOptions(adapt=options.adapt and suite.checks, eot=options.eot, bpda=options.bpda)
+    check_adapt_options(model, adapt_opts)
     layout = _fast_layout(model, x[: min(len(x), 8)], y[: min(len(x), 8)], options.channels_last)
     sha = sha256_file(checkpoint_path) if checkpoint_path else None
     fingerprint = make_fingerprint(suite, options.seed, n_total, sha, ckpt.member, threat,
@@ -193,6 +199,12 @@ def evaluate_loaded(ckpt: Checkpoint, suite: Suite, out_dir: str | Path, options
                                          max_points=100, batch_size=options.batch_size)
         more += result_checks(parts, clean, max_eps=suite.extra.get("max_eps"))
     _warn_failed(more)
+    adaptation = adapt_evaluation(model, x, y, clean, parts, checks + more, threat, ctx, adapt_opts, recheck=lambda ps:
+                                  result_checks(ps, clean, max_eps=suite.extra.get("max_eps"))) if world.main else None
+    if adaptation is not None:  # the remedies' parts join the worst case (docs/evaluation.md, "Adaptive evaluation")
+        before, parts = record["robust_accuracy"], parts + adaptation.parts
+        record = build_record(clean, parts, threat)
+        annotate(record, adaptation, before)
     record["checks"] = checks + more
     record.update({
         "format": results.RESULT_FORMAT, "format_version": results.RESULT_FORMAT_VERSION,

@@ -42,6 +42,7 @@ from robustbench_lite.results import same_eps
 from robustbench_lite.threat import NORM_ALIASES, NORMS, ThreatModel, format_threat, parse_eps
 
 from .attacks import ATTACKS, Attack, attack_fields, create_attack
+from .attacks.user import is_user_attack, load_user_attack, user_attack_hash
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -177,6 +178,7 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         raise BenchError("a suite needs at least one [[attacks]] entry.")
     specs: list[AttackSpec] = []
     labels: set[str] = set()
+    user_files: list[str] = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise BenchError(f"attack entry {i + 1} is {entry!r}, not a table; write each attack as an [[attacks]] table.")
@@ -186,6 +188,9 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         if not isinstance(name, str):
             raise BenchError(f"attack entry {i + 1}: 'name' must be a string, got {name!r}; known attacks: "
                              f"{', '.join(ATTACKS.names())}.")
+        if isinstance(name, str) and is_user_attack(name):  # "file.py:Class" / "module:Class" (attacks/user.py)
+            user_files.append(f"{name}={user_attack_hash(name)}")
+            load_user_attack(name)
         cls = ATTACKS.get(name)
         opts = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
         bad = sorted(set(opts) - set(attack_fields(cls)))
@@ -231,7 +236,7 @@ def parse_suite(text: str, default_name: str = "custom") -> Suite:
         description=data.get("description", ""),
         cascade=cascade,
         attacks=tuple(specs),
-        hash=hashlib.sha256(text.encode()).hexdigest(),
+        hash=hashlib.sha256((text + "".join(f"\n#{u}" for u in user_files)).encode()).hexdigest(),
         text=text,
         checks=checks,
         extra={"max_eps": max_eps} if max_eps else {},

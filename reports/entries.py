@@ -155,7 +155,8 @@ def record_entries(summaries: Sequence[RecordSummary], baselines: pd.DataFrame |
         out.append(Entry(
             model=_group_name([s.model for s in members]), defense=first.defense, arch=first.arch,
             dataset=first.dataset, threat=first.threat, values={m: mean_std(v) for m, v in per_metric.items()},
-            sanity=("FAILED: " + ", ".join(failed_names) if failed else "ok") if has_checks else "not run",
+            sanity=(("FAILED: " + ", ".join(failed_names) if failed else "ok") if has_checks else "not run")
+            + _adaptive_mark(members),
             n="" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"), seeds=seeds,
             source="this run", records=tuple(members), failed_checks=failed, scopes=scopes,
             notes=tuple(dict.fromkeys(notes)), ardist_fit=fit_note, suite=first.suite,
@@ -179,6 +180,12 @@ def _intervals(members: Sequence[RecordSummary]) -> dict[str, tuple[float, float
         if ci is not None:
             out[m] = ci
     return out
+
+
+def _adaptive_mark(members: Sequence[RecordSummary]) -> str:
+    """``; robust by adaptive[eot, bpda]`` when the adaptive evaluation changed the robust number."""
+    remedies = list(dict.fromkeys(r for s in members for r in s.adaptive))
+    return f"; robust by adaptive[{', '.join(remedies)}]" if remedies else ""
 
 
 def _ardist(clean: float | None, robust: float | None, curve: Cubic | None, no_curve: str) -> tuple[float | None, str]:

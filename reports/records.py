@@ -70,6 +70,7 @@ class RecordSummary:
     num_classes: int | None = None
     threat_attacks: tuple[str, ...] = ()  # registry names of the attacks with a row at the threat
     robust_why: str = ""  # why ``robust`` is None (no attack ran at the threat on every point it had to)
+    adaptive: tuple[str, ...] = ()  # the remedies of the adaptive evaluation that changed ``robust`` (evaluations.adaptive)
 
     @property
     def threat(self) -> str:
@@ -212,4 +213,13 @@ def summarize(record: Mapping[str, Any]) -> RecordSummary:
         autoattack_scope=aa.scope, pgd_scope=pgd.scope,
         num_classes=int(ck["num_classes"]) if num(ck.get("num_classes")) is not None else None,
         threat_attacks=at_threat, robust_why=robust_why,
+        adaptive=_changed_by(record.get("adaptive")),
     )
+
+
+def _changed_by(adaptive: Any) -> tuple[str, ...]:
+    """The remedies that ran and broke points, when the adaptive evaluation changed the robust accuracy."""
+    if not isinstance(adaptive, Mapping) or not adaptive.get("changed"):
+        return ()
+    return tuple(str(r.get("remedy")) for r in adaptive.get("remedies") or []
+                 if isinstance(r, Mapping) and r.get("ran") and (r.get("broken") or r.get("remedy") == "eot"))

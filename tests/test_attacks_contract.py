@@ -31,7 +31,7 @@ def _cases() -> list:
         for norm in cls.norms_supported:
             if norm == "l1" and name in ("autoattack",):
                 continue  # pyautoattack's L1 standard version needs many restarts: out of the unit-test budget
-            slow = name in ("autoattack",)  # pyautoattack's setup and FAB dominate: ~10-45 s per case on 2 cores
+            slow = name in ("autoattack", "autoattack_rand")  # pyautoattack's setup and FAB dominate: ~10-45 s per case on 2 cores
             out.append(pytest.param(name, norm, marks=pytest.mark.slow) if slow else (name, norm))
     return out
 
