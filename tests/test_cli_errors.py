@@ -395,8 +395,8 @@ def test_no_progress_turns_the_bars_off_for_the_command_only(capsys, tmp_path, m
 
 # -- the parser: every subcommand, fast, none lost to an ImportError ------------------------------------
 
-ALL_COMMANDS = {"train", "eval", "demo", "merge", "transfer", "analyze", "ardist", "leaderboard", "report", "serve",
-                "export"}
+ALL_COMMANDS = {"train", "eval", "demo", "merge", "transfer", "analyze", "verify", "reproduce", "ardist", "leaderboard",
+                "report", "serve", "export"}
 
 
 def test_help_lists_every_command_without_importing_torch():
@@ -435,7 +435,7 @@ def test_a_subcommand_module_that_fails_to_import_is_not_silently_dropped(monkey
 
 @pytest.mark.parametrize("package,commands", [
     ("defenses", ["train"]),
-    ("evaluations", ["eval", "merge", "transfer", "analyze"]),
+    ("evaluations", ["eval", "merge", "transfer", "analyze", "verify", "reproduce"]),
     ("reports", ["ardist", "leaderboard", "report", "serve", "export"]),
 ])
 def test_each_package_registers_the_commands_that_run_its_code(package, commands):

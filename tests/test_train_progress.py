@@ -58,6 +58,12 @@ def test_piped_training_logs_progress_lines(tmp_path: Path, caplog: pytest.LogCa
 def test_terminal_training_draws_bars_in_place(tmp_path: Path, caplog: pytest.LogCaptureFixture, progress_default,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(progress, "_is_terminal", lambda: True)
+    from robustbench_lite.defenses import trainer
+
+    # redraw on every update: with tqdm's 0.1 s minimum interval a fast machine finishes the 4 batches
+    # before the first redraw, and a closed in-place bar is cleared without a last one
+    bar = trainer.progress_bar
+    monkeypatch.setattr(trainer, "progress_bar", lambda *a, **k: bar(*a, mininterval=0, **k))
     err = io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
     caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)

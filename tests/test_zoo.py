@@ -117,7 +117,8 @@ def test_tradeoff_figure_shows_the_robustbench_entries_when_asked() -> None:
 
     from robustbench_lite.reports.figures import tradeoff_figure
 
-    ours = SimpleNamespace(clean=80.0, autoattack=40.0, robust=40.0, model="ours", norm="linf", eps=8 / 255, dataset="cifar10")
+    ours = SimpleNamespace(clean=80.0, autoattack=40.0, robust=40.0, model="ours", norm="linf", eps=8 / 255, dataset="cifar10",
+                           threat="linf:8/255", autoattack_scope="exact", verdict="AutoAttack")
     want = [(e.clean_acc, e.autoattack_acc) for e in zoo.entries("cifar10", "linf:8/255")]
     for asked in (False, True):
         ax = tradeoff_figure("cifar10", [ours], None, robustbench=asked).axes[0]

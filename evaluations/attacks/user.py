@@ -63,12 +63,7 @@ def load_user_attack(name: str) -> type[Attack]:
         return ATTACKS.get(name)
     from robustbench_lite.models.registry import load_callable
 
-    try:
-        cls = load_callable(name)
-    except BenchError as e:
-        raise BenchError(str(e).replace("for --arch", "for the suite's attack").replace("--arch", "suite attack")) from None
-    except Exception as e:  # noqa: BLE001  (the user's file raised while it was imported)
-        raise BenchError(f"the suite's attack {name!r} cannot be loaded: {type(e).__name__}: {e}.") from None
+    cls = load_callable(name, flag="suite attack", wanted="an Attack class")  # a bad file or name: one BenchError
     if not (isinstance(cls, type) and issubclass(cls, Attack)):
         raise BenchError(f"the suite's attack {name!r} is not a subclass of robustbench_lite.evaluations.attacks.Attack.")
     if not dataclasses.is_dataclass(cls) or cls.run is Attack.run:

@@ -49,7 +49,7 @@ def _import_file(path: Path) -> ModuleType:
         name = f"_bench_arch_{path.stem}_{abs(hash(str(path))):x}"
     s = importlib.util.spec_from_file_location(name, path)
     if s is None or s.loader is None:
-        raise BenchError(f"--arch file {path} cannot be imported as Python.")
+        raise BenchError(f"{flag} file {path} cannot be imported as Python.")
     module = importlib.util.module_from_spec(s)
     sys.modules[name] = module
     sys.path.insert(0, str(path.parent))
@@ -64,34 +64,37 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def load_callable(spec: str) -> Callable[..., nn.Module]:
-    """Resolve ``package.module:callable`` or ``path/to/file.py:callable`` (command line only)."""
+def load_callable(spec: str, *, flag: str = "--arch",
+                  wanted: str = "a class or function that builds a model") -> Callable[..., Any]:
+    """Resolve ``package.module:callable`` or ``path/to/file.py:callable`` (command line only).
+    ``flag`` names where the reference came from and ``wanted`` what it must be, in the errors (a
+    suite's own attack: ``flag="suite attack"``)."""
     if ":" not in spec:
-        raise BenchError(f"--arch {spec!r} is neither a registered model ({', '.join(MODELS.names())}) nor module:callable.")
+        raise BenchError(f"{flag} {spec!r} is neither a registered model ({', '.join(MODELS.names())}) nor module:callable.")
     mod_s, attr = spec.rsplit(":", 1)
     if not mod_s.strip() or not attr.strip():
-        raise BenchError(f"--arch {spec!r} must name a module and a callable, e.g. mypackage.nets:WideNet or nets.py:build.")
+        raise BenchError(f"{flag} {spec!r} must name a module and a callable, e.g. mypackage.nets:WideNet or nets.py:build.")
     try:
         if mod_s.endswith(".py"):
             path = Path(mod_s)
             if not path.is_file():
-                raise BenchError(f"--arch file {path} {'is a folder' if path.is_dir() else 'does not exist'}.")
+                raise BenchError(f"{flag} file {path} {'is a folder' if path.is_dir() else 'does not exist'}.")
             module = _import_file(path)
         else:
             module = importlib.import_module(mod_s)
     except BenchError:
         raise
     except ImportError as e:
-        raise BenchError(f"cannot import {mod_s!r} for --arch: {e}.") from None
+        raise BenchError(f"cannot import {mod_s!r} for {flag}: {e}.") from None
     except SyntaxError as e:
-        raise BenchError(f"--arch {mod_s} has a syntax error at line {e.lineno}: {e.msg}.") from None
+        raise BenchError(f"{flag} {mod_s} has a syntax error at line {e.lineno}: {e.msg}.") from None
     except Exception as e:  # the user's module failed while it was imported
-        raise BenchError(f"importing {mod_s!r} for --arch failed: {_reason(e)}.") from None
+        raise BenchError(f"importing {mod_s!r} for {flag} failed: {_reason(e)}.") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         kind = type(fn).__name__
         what = "nothing" if fn is None else f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
-        raise BenchError(f"--arch {spec}: {attr!r} in {mod_s!r} is {what}, not a class or function that builds a model.")
+        raise BenchError(f"{flag} {spec}: {attr!r} in {mod_s!r} is {what}, not {wanted}.")
     return fn
 
 
