@@ -133,6 +133,7 @@ def adapt_evaluation(model: nn.Module, x: Tensor, y: Tensor, clean: list[bool], 
     from robustbench_lite.files import slug
     from robustbench_lite.utils import frozen
 
+    from .adversarials import save_breaks
     from .parts import write
     from .runner import suite_tasks
 
@@ -142,8 +143,12 @@ def adapt_evaluation(model: nn.Module, x: Tensor, y: Tensor, clean: list[bool], 
         out = escalate(model, x, y, clean, parts, checks, threat, suite_tasks(ctx), seed=ctx.seed,
                        batch_size=ctx.batch_size, offset=ctx.offset, options=options, recheck=recheck)
     parts_dir = ctx.out_dir / "parts"
-    for i, p in enumerate(out.parts):
-        write(parts_dir / f"{900 + i:03d}_{slug(p.key)}.json", p, ctx.fingerprint)
+    for i, (p, (where, adv)) in enumerate(zip(out.parts, out.breaks)):
+        name = f"{900 + i:03d}_{slug(p.key)}"
+        if ctx.adversarials:  # the remedy's breaks beside its part, as the suite's parts keep theirs (adversarials.npz)
+            save_breaks(parts_dir / f"{name}.npz", where.cpu().numpy(), adv.cpu().numpy())
+            p.adversarials = f"{name}.npz"
+        write(parts_dir / f"{name}.json", p, ctx.fingerprint)
     return out
 
 

@@ -53,6 +53,7 @@ class Adaptation:
     parts: list[Part] = field(default_factory=list)
     remedies: list[dict[str, Any]] = field(default_factory=list)
     expected: dict[str, Any] | None = None
+    breaks: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # per part: (positions, adversarials) of its breaks
 
     def to_json(self, before: float, after: float) -> dict[str, Any]:
         return {"remedies": self.remedies, "robust_accuracy_before": before, "robust_accuracy_after": after,
@@ -72,6 +73,7 @@ class Escalation:
         self.random = False  # the eot remedy is wanted: the verdict is the expected accuracy over K draws
         self.eot_draws: int | None = None
         self.bpda: tuple[str, Callable[[Tensor], Tensor] | None] | None = None
+        self.adv = x.clone()  # while a remedy runs: the adversarial that broke each point it broke
 
     # -- the attack model and the suite's attacks ----------------------------------------------------
 
@@ -119,6 +121,7 @@ class Escalation:
         self.model = counting
         t0 = time.perf_counter()
         note = ""
+        self.adv = self.x.clone()
         try:
             with torch.random.fork_rng(devices=[self.x.device] if self.x.device.type == "cuda" else []):
                 torch.manual_seed(zlib.crc32(f"{self.seed}:adaptive:{name}".encode()))
@@ -140,6 +143,8 @@ class Escalation:
                     indicators={k: v.tolist() for k, v in flags.items()} if flags else None)
         self.parts.append(part)
         self.out.parts.append(part)
+        where = broken.nonzero().flatten()
+        self.out.breaks.append((where + self.offset, self.adv[where].detach()))
         self.out.remedies.append({"remedy": name, "reasons": reasons, "ran": True, "note": note,
                                   "points": int(todo.sum()), "broken": int(broken.sum()),
                                   "seconds": round(part.seconds, 3), "forwards": part.forwards,
@@ -168,6 +173,7 @@ class Escalation:
             x_adv, flags = self._attack(attack, model, idx, f"{ADAPTIVE}[{tag}]:{i}:{attack.name}", watch)
             ok = self._inside(x_adv, self.x[idx]) & (predict(self.model, x_adv, self.bs) != self.y[idx])
             broken[idx[ok]] = True
+            self.adv[idx[ok]] = x_adv[ok]
             if flags:
                 got.append(flags)
         # the path flags of the first attack, the one that ran on every point of the remedy
@@ -208,6 +214,7 @@ class Escalation:
             best[idx[better]] = x_adv[better]
         # the verdict: K fresh draws at each point's chosen adversarial (chosen on other draws)
         fresh = correct_fraction(self.model, best, self.y, draws=k, batch_size=self.bs)
+        self.adv = best
         clean_fresh = correct_fraction(self.model, self.x, self.y, draws=k, batch_size=self.bs)
         self.out.expected = {"definition": "mean over points of the share of K fresh forward passes classified "
                                            "correctly (expected accuracy over the defense's randomness)",
@@ -272,6 +279,7 @@ class Escalation:
             ok = keep.found & self._inside(keep.points, self.x[idx])
             ok &= predict(self.model, keep.points, self.bs) != self.y[idx]  # verified on a fresh forward pass
             broken[idx[ok]] = True
+            self.adv[idx[ok]] = keep.points[ok]
         return broken, {}, "the first visited adversarial kept in place of the returned point"
 
     def _from_black_box(self, todo: Tensor) -> tuple[Tensor | None, dict, str]:
@@ -287,6 +295,7 @@ class Escalation:
             starts, _ = self._attack(attack, model, idx, f"{ADAPTIVE}[from_black_box]:{i}:{attack.name}", watch=False)
             starts = torch.where(self._inside(starts, self.x[idx]).view(-1, *[1] * (starts.dim() - 1)), starts, self.x[idx])
             ok = self._inside(starts, self.x[idx]) & (predict(self.model, starts, self.bs) != self.y[idx])
+            found = starts.clone()
             for loss in ("ce", "dlr"):
                 rows = (~ok).nonzero().flatten()
                 if len(rows) == 0:
@@ -296,7 +305,9 @@ class Escalation:
                 hit = self._inside(res.x_adv, self.x[idx][rows]) & (predict(self.model, res.x_adv, self.bs)
                                                                      != self.y[idx][rows])
                 ok[rows[hit]] = True
+                found[rows[hit]] = res.x_adv[hit]
             broken[idx[ok]] = True
+            self.adv[idx[ok]] = found[ok]
         return broken, {}, "APGD (CE, DLR) started from the black-box attacks' returned points"
 
     def _steps(self, todo: Tensor) -> tuple[Tensor | None, dict, str]:

@@ -152,17 +152,13 @@ def add_report(sub: Subparsers) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     check_out_folder(args.out, files=("report.md", "report.html", "index.html"))
     from .baselines import load_baselines
-    from .report import build_report, check_report_inputs
-    from .site import build_site, store_records
+    from .report import check_report_inputs
+    from .site import publish
 
     db = Path(args.db)
     check_report_inputs(args.out, [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm")), *(args.baselines or ())])
-    records, paths = store_records(args.db)
-    baselines = load_baselines(extra_files=args.baselines or ())
-    files = build_report(records, args.out, baselines=baselines, robustbench=args.with_robustbench,
-                         html_name="report.html")
-    site = build_site(records, args.out, result_paths=paths, baselines=baselines, robustbench=args.with_robustbench,
-                      links=(("report.md", "report.md"), ("report.html", "report.html")))
+    files, site = publish(db, args.out, baselines=load_baselines(extra_files=args.baselines or ()),
+                          robustbench=args.with_robustbench)
     print(f"wrote the site {site.index} ({site.tables} table(s), {len(site.pages)} evaluation page(s)), "
           f"{files.markdown} and {files.html} ({len(files.figures)} figures as PNG and PDF)")
     if args.serve:

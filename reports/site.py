@@ -84,6 +84,21 @@ class Cell:
     title: str = ""     # why a cell is blank, or what it holds
 
 
+def publish(db_path: str | Path, out_dir: str | Path, *, baselines: pd.DataFrame | None = None,
+            robustbench: bool = False) -> tuple[Any, SiteFiles]:
+    """Everything ``bench report`` (and ``bench demo``) writes from the store at ``db_path`` into
+    ``out_dir``: report.md, report.html and the figures (:func:`reports.report.build_report`), then the
+    site (index.html, a page per evaluation, the runs' files). Returns (ReportFiles, SiteFiles)."""
+    from .report import build_report
+
+    records, paths = store_records(db_path)
+    baselines = load_baselines() if baselines is None else baselines
+    files = build_report(records, out_dir, baselines=baselines, robustbench=robustbench, html_name="report.html")
+    site = build_site(records, out_dir, result_paths=paths, baselines=baselines, robustbench=robustbench,
+                      links=(("report.md", "report.md"), ("report.html", "report.html")))
+    return files, site
+
+
 def store_records(db_path: str | Path) -> tuple[list[dict[str, Any]], list[str | None]]:
     """The stored records and the ``result.json`` path each came from (None where not recorded)."""
     import json

@@ -62,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time
     import tomllib
 
-    from robustbench_lite.reports.store import add_record, check_store, load_records
+    from robustbench_lite.reports.store import add_record, check_store
 
     out = check_out_folder(args.out)
     db = out / "leaderboard.sqlite"
@@ -71,9 +71,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from robustbench_lite.defenses import train
     from robustbench_lite.evaluations.evaluate import EvalOptions, evaluate
-    from robustbench_lite.reports.baselines import load_baselines
     from robustbench_lite.reports.leaderboard import leaderboard
-    from robustbench_lite.reports.report import build_report
+    from robustbench_lite.reports.site import publish
 
     plan = tomllib.loads(DEMO_FILE.read_text())
     defenses = args.defenses or plan["defenses"]
@@ -95,11 +94,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             note_n_examples(n, rec.get("n"), rec["checkpoint"].get("dataset"))
         add_record(db, rec, result_path=str(ev / "result.json"))
         timings.append((defense, t2 - t1, time.perf_counter() - t2))
-    files = build_report(load_records(db), out / "report", baselines=load_baselines())
+    files, site = publish(db, out / "report")
     print(f"\nMNIST-5k, small_cnn presets, {n} class-balanced test examples, Linf eps 0.3, suite {suite}")
     print(leaderboard(db, fmt="table"))
     print("\n" + "  ".join(f"{d}: train {a:.0f}s eval {b:.0f}s" for d, a, b in timings))
-    print(f"total {time.perf_counter() - t0:.0f} s; report: {files.html}; results: {out}")
+    print(f"total {time.perf_counter() - t0:.0f} s; site: {site.index}; report: {files.markdown}; results: {out}")
     return 0
 
 

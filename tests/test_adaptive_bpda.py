@@ -138,6 +138,20 @@ def test_bpda_remedy_matches_hand_written_bpda(tmp_path, eval_natural_ckpt) -> N
     assert rows["adaptive[bpda]"]["accuracy"] == adaptive["robust_accuracy"]
     assert adaptive["adaptive"]["changed"] and adaptive["adaptive"]["robust_accuracy_before"] == plain["robust_accuracy"]
     assert any(p.name.startswith("900_") for p in (tmp_path / "adaptive" / "parts").iterdir())
+    # the remedy's breaks are kept like every attack's: adversarials.npz holds exactly the broken points,
+    # each in the ball and misclassified by the true (rounding) model
+    import numpy as np
+
+    with np.load(tmp_path / "adaptive" / "adversarials.npz", allow_pickle=False) as f:
+        t = next(i for i, (nm, e) in enumerate(zip(f["threat_norm"], f["threat_eps"])) if nm == "linf" and abs(e - 0.15) < 1e-9)
+        sel = f["threat"] == t
+        pos, xa, by = f["position"][sel], torch.from_numpy(f["x_adv"][f["adversarial"][sel]]), set(f["attack_label"][sel])
+    assert "adaptive[bpda]" in by
+    n_clean = round(adaptive["clean_accuracy"] * 40 / 100)
+    assert len(pos) == n_clean - round(adaptive["robust_accuracy"] * 40 / 100)
+    with torch.no_grad():
+        assert bool((masked.model(xa).argmax(1) != y[pos]).all())
+    assert float((xa - x[pos]).abs().amax()) <= 0.15 + 1e-6
 
 
 EPS_Q = 0.085  # Linf radius of the quantised-linear test: only pixels more than 0.04 from 0.5 can change quarter
