@@ -223,3 +223,31 @@ def _changed_by(adaptive: Any) -> tuple[str, ...]:
         return ()
     return tuple(str(r.get("remedy")) for r in adaptive.get("remedies") or []
                  if isinstance(r, Mapping) and r.get("ran") and (r.get("broken") or r.get("remedy") == "eot"))
+
+
+def adaptive_lines(record: Mapping[str, Any]) -> list[str]:
+    """What the adaptive evaluation did (``record["adaptive"]``, evaluations.adaptive), one plain
+    sentence per remedy, then the robust accuracy before and after; [] when no remedy was asked for."""
+    ad = record.get("adaptive")
+    if not isinstance(ad, Mapping):
+        return []
+    lines = []
+    for r in ad.get("remedies") or []:
+        if not isinstance(r, Mapping):
+            continue
+        why = ", ".join(str(c) for c in r.get("reasons") or []) or "asked for"
+        if r.get("ran"):
+            lines.append(f"adaptive[{r.get('remedy')}] (for {why}): broke {r.get('broken', 0)} of the {r.get('points', 0)} "
+                         f"points still robust in {float(r.get('seconds') or 0):.1f} s; {r.get('note') or ''}".rstrip("; "))
+        else:
+            lines.append(f"adaptive[{r.get('remedy')}] (for {why}) did not run: {r.get('note') or 'no reason recorded'}")
+    before, after = num(ad.get("robust_accuracy_before")), num(ad.get("robust_accuracy_after"))
+    if before is not None or after is not None:
+        fmt = lambda v: "blank" if v is None else f"{v:.2f}%"  # noqa: E731
+        lines.append(f"robust accuracy {fmt(before)} before the remedies, {fmt(after)} after"
+                     + (" (changed by the escalation)" if ad.get("changed") else " (unchanged)"))
+    exp = ad.get("expected")
+    if isinstance(exp, Mapping):
+        lines.append(f"randomised model: accuracies are expected accuracies over {exp.get('verdict_draws')} fresh draws "
+                     f"per point ({exp.get('definition', '')})")
+    return lines

@@ -24,7 +24,7 @@ from robustbench_lite.errors import BenchError
 from .baselines import load_baselines
 from .figures import FigureFile, make_figures
 from .leaderboard import Entry, leaderboard_entries
-from .records import RecordSummary, summarize, validate_record
+from .records import RecordSummary, adaptive_lines, summarize, validate_record
 from .render import render_table
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,11 @@ def _markdown(title: str, records: Sequence[Mapping[str, Any]], summaries: Seque
         md.append("No check ran: these results were recorded without sanity checks.")
     if unchecked and ran:
         md += ["", "No check ran for: " + ", ".join(unchecked) + "."]
+    adaptive = [(s.model, adaptive_lines(r)) for r, s in zip(records, summaries)]
+    if any(lines for _, lines in adaptive):
+        md += ["", "## Adaptive evaluation", "", "Remedies the failed attack-failure indicators called for "
+               "(docs/evaluation.md, Adaptive evaluation); each adds an `adaptive[...]` row to the worst case.", ""]
+        md += [f"- **{m}**: " + "; ".join(lines) for m, lines in adaptive if lines]
     md += ["", "## Figures", ""]
     for f in figures:
         md += [f"### {f.title}", "", f"![{f.title}]({f.png.relative_to(out_dir).as_posix()})", "",

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 from robustbench_lite.files import csv_text
 from robustbench_lite.results import SUMMARY_COLUMNS, num, upgrade_record
 
-from .records import RecordSummary
+from .records import RecordSummary, adaptive_lines
 from .site_checks import check_help
 from .site_svg import Series, histogram, lines
 
@@ -238,6 +238,9 @@ def evaluation_page(ev: Evaluation, site_root: Path) -> str:
                          f"<figcaption>{e(label)}: {len(values)} point(s) with a perturbation found, mean "
                          f"{math.fsum(values) / len(values):.4g}, median {med:.4g} (from per_example.csv).</figcaption></figure>")
     parts.append(_checks_section(ev.record))
+    adaptive = adaptive_lines(ev.record)
+    if adaptive:
+        parts.append("<h2>Adaptive evaluation</h2><ul>" + "".join(f"<li>{e(t)}</li>" for t in adaptive) + "</ul>")
     parts.append(_provenance(ev))
     links = "".join(f'<li><a href="../runs/{e(ev.slug)}/{e(n)}">{e(n)}</a>{" (" + e(note) + ")" if note else ""}</li>'
                     if not note.startswith("missing") else f"<li>{e(n)}: {e(note)}</li>" for n, note in files)

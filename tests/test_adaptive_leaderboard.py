@@ -30,3 +30,26 @@ def test_adaptive_rows_are_marked() -> None:
     assert len(marked) == 1
     assert marked[0].sanity.endswith("; robust by adaptive[bpda]")
     assert marked[0].values["robust"][0] == 12.5
+
+
+def test_report_and_site_say_which_remedies_ran_and_what_each_changed(tmp_path: Path) -> None:
+    from robustbench_lite.reports.report import build_report
+    from robustbench_lite.reports.site import build_site
+
+    rec = json.loads(RECORDS[0].read_text())
+    rec["adaptive"] = {"remedies": [{"remedy": "bpda", "reasons": ["attacks_gradients_available"], "ran": True,
+                                     "points": 40, "broken": 30, "seconds": 2.0, "note": "boundary 'net'"},
+                                    {"remedy": "steps", "reasons": ["attacks_converged"], "ran": False,
+                                     "note": "no white-box attack at the threat has a steps or restarts option"}],
+                       "robust_accuracy_before": 80.0, "robust_accuracy_after": 12.5, "changed": True}
+    plain = json.loads(RECORDS[0].read_text())
+    files = build_report([rec], tmp_path / "r")
+    md = files.markdown.read_text()
+    assert "## Adaptive evaluation" in md
+    assert "adaptive[bpda] (for attacks_gradients_available): broke 30 of the 40 points" in md
+    assert "adaptive[steps] (for attacks_converged) did not run: no white-box attack" in md
+    assert "robust accuracy 80.00% before the remedies, 12.50% after (changed by the escalation)" in md
+    assert "Adaptive evaluation" not in build_report([plain], tmp_path / "p").markdown.read_text()
+    site = build_site([rec], tmp_path / "s")
+    page = site.pages[0].read_text()
+    assert "<h2>Adaptive evaluation</h2>" in page and "broke 30 of the 40 points" in page
