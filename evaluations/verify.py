@@ -62,6 +62,8 @@ def read_run(run_dir: str | Path, model: str | Path | None = None) -> Run:
     """The record of ``run_dir`` and its checkpoint (``model`` in place of the recorded path),
     whose sha256 must be the recorded one."""
     path = Path(run_dir)
+    if path.is_file():
+        raise BenchError(f"{path} is a file: give the folder of a finished `bench eval` run (the one holding result.json).")
     f = path / "result.json"
     if not f.is_file():
         raise BenchError(f"{path} has no result.json: give the folder of a finished `bench eval` run.")

@@ -195,3 +195,19 @@ def test_check_breaks_names_each_failure() -> None:
     # the float32 rounding of x + eps is inside the stated tolerance; a step of 1e-4 beyond is not
     assert check_breaks(model, x[2:3], (x[2:3] + EPS).float(), y[2:3], norm="linf", eps=EPS)[1] != [OUT_OF_BALL]
     assert check_breaks(model, x[2:3], x[2:3] + EPS + 1e-4, y[2:3], norm="linf", eps=EPS)[1] == [OUT_OF_BALL]
+
+
+@pytest.mark.parametrize("target", ["missing", "file", "empty_folder"])
+def test_verify_and_reproduce_refuse_what_is_not_a_run_in_one_line(tmp_path, capsys, target) -> None:
+    from robustbench_lite.cli import main
+
+    path = tmp_path / target
+    if target == "file":
+        path.write_text("{}")
+    elif target == "empty_folder":
+        path.mkdir()
+    for argv in (["verify", str(path)], ["reproduce", str(path), "--out", str(tmp_path / "new")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("bench: error:") and "result.json" in err[0], err
+    assert not (tmp_path / "new").exists()
