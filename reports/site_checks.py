@@ -63,6 +63,10 @@ CHECK_HELP: Mapping[str, tuple[str, str]] = {
     "attacks_converged": (
         "every white-box attack left points still improving at its end (incomplete optimisation)",
         "run the attacks with more steps or restarts"),
+    "breaks_verified": (
+        "an attack claimed breaks that a fresh forward pass, the threat ball or the [0, 1] box did not confirm "
+        "(counted as not broken): a faulty attack, or a model whose prediction changes between passes",
+        "check the attack (a user's own one especially); a randomised model needs EoT (bench eval --eot N)"),
 }
 
 # flag shown in the leaderboard -> its tooltip

@@ -169,7 +169,7 @@ def _checks_section(record: Mapping[str, Any]) -> str:
         name = str(c.get("name", "?"))
         meaning, todo = check_help(name)
         passed = c.get("passed") is True
-        count = "" if c.get("count") is None else f"{c.get('count')} of {c.get('n', '?')}"
+        count = "" if c.get("count") is None else (f"{c['count']} of {c['n']}" if c.get("n") is not None else str(c["count"]))
         rows.append({"check": name, "verdict": "passed" if passed else "FAILED", "indicator": str(c.get("indicator") or ""),
                      "count": count, "detail": str(c.get("detail", "")), "a failure means": meaning,
                      "what to do on a failure": todo})
@@ -189,10 +189,17 @@ def _provenance(ev: Evaluation) -> str:
              ("points (n)", "" if s.n is None else str(s.n)), ("seed", "" if s.seed is None else str(s.seed)),
              ("date", s.date), ("versions", ", ".join(f"{k} {v}" for k, v in sorted(s.versions.items()))),
              ("device", str(r.get("device") or ""))]
-    command = r.get("command") or r.get("argv") or r.get("command_line")
+    prov = r.get("provenance") if isinstance(r.get("provenance"), Mapping) else {}
+    command = prov.get("argv")
     if isinstance(command, (list, tuple)):
         command = " ".join(str(c) for c in command)
     items.append(("command line", str(command) if command else "not recorded in result.json"))
+    project = prov.get("project") if isinstance(prov.get("project"), Mapping) else {}
+    if project:
+        items.append(("project", f"robustbench_lite {project.get('version') or '?'}, commit {project.get('commit') or 'unknown'}"))
+    for key in ("dtype", "autocast", "threads", "deterministic"):
+        if prov.get(key) is not None:
+            items.append((key, json.dumps(prov[key], sort_keys=True) if isinstance(prov[key], Mapping) else str(prov[key])))
     if r.get("merged_from"):
         items.append(("merged from", ", ".join(str(x) for x in r["merged_from"])))
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(v) or '<span class=muted>not recorded</span>'}</dd>" for k, v in items)

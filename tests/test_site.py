@@ -340,3 +340,30 @@ def test_suite_column_says_what_the_robust_accuracy_is(site: SiteFiles) -> None:
         aa, best = r["AutoAttack %"], r["best known %"]
         if aa and best:
             assert float(r["robust %"]) == pytest.approx(min(float(aa), float(best)), abs=0.006)
+
+
+def test_every_check_the_evaluation_writes_is_described_on_the_site() -> None:
+    """Each check name the evaluation can write (model, result, indicator and attack-path checks)
+    has its meaning and remedy in the site's help, never the 'does not describe' fallback."""
+    import re
+
+    from robustbench_lite.evaluations.attack_paths import PATH_CHECKS
+    from robustbench_lite.evaluations.indicators import INDICATOR_CHECKS
+    from robustbench_lite.reports.site_checks import CHECK_HELP
+
+    root = Path(__file__).resolve().parents[1] / "evaluations"
+    written = {m for f in root.glob("*.py") for m in re.findall(r'_check\("([a-z_]+)"', f.read_text())}
+    written |= set(INDICATOR_CHECKS) | {name for name, *_ in PATH_CHECKS}
+    assert "breaks_verified" in written and "above_chance_level" in written
+    assert sorted(written - set(CHECK_HELP)) == []
+
+
+def test_evaluation_page_shows_the_recorded_command_line(tmp_path: Path) -> None:
+    from robustbench_lite.reports.site import build_site
+
+    rec = json.loads(sorted((Path(__file__).resolve().parent / "fixtures" / "reports" / "records").glob("*.json"))[0].read_text())
+    rec["provenance"] = {"argv": ["bench", "eval", "--model", "m.pt", "--suite", "fast"],
+                         "project": {"version": "0.1.0", "commit": "abc1234"}, "threads": {"intra_op": 2}}
+    page = build_site([rec], tmp_path / "s").pages[0].read_text()
+    assert "bench eval --model m.pt --suite fast" in page and "commit abc1234" in page
+    assert "not recorded in result.json" not in page
