@@ -20,6 +20,7 @@ CHECK_SUITE = """
 name = "checks"
 cascade = true
 checks = true
+max_eps = { linf = "1.0" }  # pgd_large: the deliberate whole-box radius of the unconstrained-attack check
 [[attacks]]
 name = "pgd"
 label = "pgd10"

@@ -172,8 +172,13 @@ def test_recipe_ddp_equals_single_process(name: str, ddp_runs: Path, tmp_path: P
     single = train(make_cfg(CASES[name]), tmp_path / name, progress=False)
     ddp = ddp_runs / "ddp" / name / "checkpoint.pt"
     if name not in SENSITIVE:
-        print(f"{name}: max |DDP - single| {max_diffs(single, ddp)}")
-        return
+        try:
+            print(f"{name}: max |DDP - single| {max_diffs(single, ddp)}")
+            return
+        except AssertionError as e:  # some CPUs' kernels amplify last-bit differences in more recipes (seen
+            # on an AVX-512 AMD EPYC: arrest by 2e-5, afd_wgan_apgd by 3e-4): then the bound is what this
+            # machine's own rounding does, measured below, as for the SENSITIVE cases everywhere
+            print(f"{name}: not within RTOL/ATOL here ({str(e).splitlines()[0]}); judged by the perturbation bound")
     create = trainer.create_model
 
     def perturbed(*args: Any, **kwargs: Any) -> torch.nn.Module:  # the last bits of every initial weight
