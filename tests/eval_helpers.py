@@ -7,6 +7,9 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -67,3 +70,42 @@ def linear_min_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tupl
         linf.append((m[keep] / d[keep].abs().sum(dim=1)).min())
         pixel = max(pixel, float(linf[-1]))
     return torch.stack(l2), torch.stack(linf), pixel
+
+
+@dataclass
+class HandPart:
+    """A hand-made per-example part (the shape of evaluations.parts.Part) for the worst-case rule's tests."""
+
+    attack: str
+    label: str
+    norm: str
+    eps: float
+    robust: list[bool]
+    attacked: list[bool]
+    norms: list[float] | None = None
+    seconds: float = 0.0
+    forwards: int = 0
+    backwards: int = 0
+    config: dict = field(default_factory=dict)
+
+
+def run_cli(capsys: Any, *argv: Any) -> tuple[int, str, str]:
+    """``bench argv...`` in this process: (exit code, stdout, stderr)."""
+    from robustbench_lite.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_clear_error(code: int, err: str, *needles: str, strict: bool = True) -> str:
+    """Exit 2, no traceback, exactly one error line (``bench: error:``; ``strict=False``: any
+    ``error:`` line, argparse's ``bench eval: error:`` included) holding every needle; returns it."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines()
+             if (line.startswith("bench: error:") if strict else "error:" in line)]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -18,24 +18,15 @@ from robustbench_lite.cliargs import format_summary
 from robustbench_lite.errors import BenchError
 from robustbench_lite.threat import ThreatModel
 from robustbench_lite.utils import check_output_path
+from eval_helpers import one_clear_error, run_cli
 
 KEEP = b"an earlier result that must survive\n"
 
 
-def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = run_cli
 
 
-def _one_clear_error(code, err, *needles):
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("bench: error:")]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+_one_clear_error = one_clear_error
 
 
 # -- output paths -----------------------------------------------------------------------------------

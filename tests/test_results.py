@@ -5,7 +5,6 @@ The cases are small enough to count by hand; each docstring says what the hand c
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,9 @@ KINDS = {"pgd": results.WHITE_BOX, "autoattack": results.WHITE_BOX, "square": re
          "ddn": results.MINIMUM_NORM, "transfer": results.TRANSFER}
 
 
-@dataclass
-class P:
-    """A hand-made per-example part (the shape of evaluations.parts.Part)."""
+from eval_helpers import HandPart  # noqa: E402
 
-    attack: str
-    label: str
-    norm: str
-    eps: float
-    robust: list[bool]
-    attacked: list[bool]
-    norms: list[float] | None = None
-    seconds: float = 0.0
-    forwards: int = 0
-    backwards: int = 0
-    config: dict = field(default_factory=dict)
+P = HandPart
 
 
 T, F = True, False

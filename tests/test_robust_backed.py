@@ -9,7 +9,6 @@ the rule against a brute-force reference over many random cases.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,21 +24,9 @@ from robustbench_lite.threat import ThreatModel
 T, F = True, False
 
 
-@dataclass
-class P:
-    """A hand-made per-example part (the shape of evaluations.parts.Part)."""
+from eval_helpers import HandPart  # noqa: E402
 
-    attack: str
-    label: str
-    norm: str
-    eps: float
-    robust: list[bool]
-    attacked: list[bool]
-    norms: list[float] | None = None
-    seconds: float = 0.0
-    forwards: int = 0
-    backwards: int = 0
-    config: dict = field(default_factory=dict)
+P = HandPart
 
 
 def part(label: str, norm: str, eps: float, robust: list[bool], attacked: list[bool], attack: str = "pgd") -> Part:
