@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robustbench_lite.cliargs import TRAIN_FILES, check_out_folder, check_threat_text, positive_int
+from robustbench_lite.cliargs import TRAIN_FILES, HelpFormatter, check_out_folder, check_threat_text, positive_int
 from robustbench_lite.errors import BenchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,7 +28,7 @@ def add_train(sub: Subparsers) -> None:
                        description="Train a defense recipe. Settings come from the preset "
                        "(defenses/presets/<defense>.toml, table = --preset or the dataset name); flags override them. "
                        "Writes OUT/checkpoint.pt (every epoch, with optimizer and RNG state) and OUT/log.csv.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--defense", required=True, help="defense recipe name (natural, madry, ...)")
     p.add_argument("--dataset", default=None,
                    help="dataset name (mnist5k, cifar10, cifar100, synthetic); default: the preset's dataset, else mnist5k")

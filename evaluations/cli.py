@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from robustbench_lite import distributed
-from robustbench_lite.cliargs import (EVAL_FILES, check_out_folder, check_threat_text, checkpoint_dataset,
+from robustbench_lite.cliargs import (EVAL_FILES, HelpFormatter, check_out_folder, check_threat_text, checkpoint_dataset,
                                       format_summary, note, note_n_examples, positive_int)
 from robustbench_lite.errors import BenchError
 
@@ -44,7 +44,7 @@ def add_eval(sub: Subparsers) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint with an attack suite",
                        description="Evaluate a checkpoint with a suite (evaluations/suites/<name>.toml or your own TOML). "
                        "Writes per_example.csv, summary.csv, sweeps.csv, result.json and parts/ under --out.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint file (ours, or a plain state_dict with --arch and --dataset)")
     p.add_argument("--suite", default="quick", help="suite name (quick: PGD-20 + AutoAttack; fast: an AutoAttack-grade verdict in under a third "
                    "of its time, with attack-failure indicators; full; act, afd, afd_mnist, arrest: the papers' "
@@ -156,7 +156,7 @@ def add_merge(sub: Subparsers) -> None:
     p = sub.add_parser("merge", help="merge the folders of sharded evaluations",
                        description="Join the folders of `bench eval --shard i/k` runs by example index into the "
                        "outputs of one unsharded run (parts/, per_example.csv, summary.csv, sweeps.csv, checks.json, "
-                       "result.json).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "result.json).", formatter_class=HelpFormatter)
     p.add_argument("dirs", nargs="+", help="shard output folders, in any order")
     p.add_argument("--out", required=True, help="output folder of the merged evaluation")
     p.set_defaults(func=cmd_merge)
@@ -182,7 +182,7 @@ def add_transfer(sub: Subparsers) -> None:
     p = sub.add_parser("transfer", help="black-box transfer matrix between checkpoints",
                        description="PGD examples crafted on each surrogate, evaluated on each target. transfer.csv: "
                        "success rate in %% among the target's clean-correct points (ACT Table 3; lower = more robust).",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--surrogates", nargs="+", required=True, help="checkpoints the attack is crafted on")
     p.add_argument("--targets", nargs="+", required=True, help="checkpoints the examples are evaluated on")
     p.add_argument("--n-examples", type=positive_int, default=None, help="class-balanced subset of N test examples; default all")
@@ -250,7 +250,7 @@ def add_analyze(sub: Subparsers) -> None:
         "analyze", help="analyse a checkpoint (weight norms, random-label fitting, entropy, similarity, sparsity, H-Delta-H)",
         description="Model analyses from the ACT, ARREST and AFD papers. Writes frobenius.csv/png, "
         "random_labels.csv/png, hdh.csv/png and analyses.json (a dict of scalar results) under --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint to analyse (one of ours)")
     p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/analyses)")
     p.add_argument("--reference", default=None,

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from robustbench_lite.cliargs import EVAL_FILES, check_out_folder, positive_int
+from robustbench_lite.cliargs import EVAL_FILES, HelpFormatter, check_out_folder, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from robustbench_lite.cliargs import Subparsers
@@ -22,7 +22,7 @@ def add_verify(sub: Subparsers) -> None:
                        "adversarials.npz (in the [0,1] box, in the threat ball, misclassified by a fresh forward pass) "
                        "and that they cover exactly the points the run counts as broken at each threat. Prints "
                        "'verified N of N breaks' and exits 0, or names the first point that fails and exits 1.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("run_dir", help="folder of a finished `bench eval` (or `bench merge`) run")
     p.add_argument("--model", default=None, help="the evaluated checkpoint, where it no longer sits at the recorded path")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -44,7 +44,7 @@ def add_reproduce(sub: Subparsers) -> None:
                        description="Evaluate again what RUN_DIR/result.json records (checkpoint, the suite text it "
                        "embeds, threat, seed, examples, batch size, data, options) into --out, then compare "
                        "per_example.csv cell by cell: exit 0 when identical, 1 listing the differences.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("run_dir", help="folder of a finished `bench eval` (or `bench merge`) run")
     p.add_argument("--out", required=True, help="output folder of the new run")
     p.add_argument("--model", default=None, help="the evaluated checkpoint, where it no longer sits at the recorded path")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from .cliargs import TRAIN_FILES, check_out_folder, note_n_examples, positive_int
 from .errors import BenchError
+from robustbench_lite.cliargs import HelpFormatter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cliargs import Subparsers
@@ -47,7 +48,7 @@ def add_demo(sub: Subparsers) -> None:
                        description="Train every recipe listed in robustbench_lite/demo.toml with its MNIST-5k preset, "
                        "evaluate each with the demo suite, record them in OUT/leaderboard.sqlite, write the report "
                        "to OUT/report and print the leaderboard.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--defenses", nargs="+", default=None, help="recipes to run (default: the list in demo.toml)")
     p.add_argument("--n-examples", type=positive_int, default=None, help="test examples per evaluation (default: demo.toml)")

@@ -30,6 +30,17 @@ EVAL_FILES = ("result.json", "summary.csv", "sweeps.csv", "per_example.csv", "ch
 TRAIN_FILES = ("checkpoint.pt", "log.csv")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only where it tells something: not for flags, not for a None default,
+    and not where the help text already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 def note(text: str) -> None:
     """A remark the user should see that is not an error: ``bench: note: ...`` on stderr."""
     print(f"bench: note: {text}", file=sys.stderr)
